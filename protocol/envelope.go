@@ -1,0 +1,139 @@
+package protocol
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/record"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// EnvelopeDomain is the signature domain of record envelopes (libp2p RFC 0002):
+// a signature made for any other purpose can never pass as a record's.
+const EnvelopeDomain = "sangsaeng-record"
+
+// payloadType is the dag-cbor multicodec (0x71) as an unsigned varint.
+var payloadType = []byte{0x71}
+
+// payload carries record bytes through go-libp2p's envelope API.
+type payload struct{ b []byte }
+
+var _ record.Record = (*payload)(nil)
+
+func (p *payload) Domain() string                 { return EnvelopeDomain }
+func (p *payload) Codec() []byte                  { return payloadType }
+func (p *payload) MarshalRecord() ([]byte, error) { return p.b, nil }
+func (p *payload) UnmarshalRecord(b []byte) error { p.b = b; return nil }
+
+// Seal encodes r, computes its CID and signs it with key, which must be the
+// key of r.Author.
+func Seal(r *Record, key crypto.PrivKey) (*Signed, error) {
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	if id != r.Author {
+		return nil, fmt.Errorf("seal: key of %s cannot sign for author %s: %w", id, r.Author, ErrAuthorMismatch)
+	}
+	b, err := r.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	env, err := record.Seal(&payload{b: b}, key)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	raw, err := env.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	return &Signed{Record: r, Bytes: b, CID: Sum(b), Envelope: raw}, nil
+}
+
+// Open verifies a signed envelope and decodes the record inside. It fails
+// unless the envelope is in canonical form, its domain and payload type are
+// a record's, the signature verifies, the signing key is the record's author,
+// and the record decodes canonically.
+func Open(env []byte) (*Signed, error) {
+	if len(env) > MaxEnvelopeSize {
+		return nil, fmt.Errorf("envelope is %d bytes: %w (the limit is %d bytes)", len(env), ErrTooLarge, MaxEnvelopeSize)
+	}
+	var p payload
+	e, err := record.ConsumeTypedEnvelope(env, &p)
+	if err != nil {
+		if e != nil { // parsed, but the signature did not verify
+			return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+	}
+	if !bytes.Equal(e.PayloadType, payloadType) {
+		return nil, fmt.Errorf("%w: payload type %x is not dag-cbor", ErrBadEnvelope, e.PayloadType)
+	}
+	// Protobuf tolerates unknown fields and other encodings of the same
+	// message; only the canonical bytes are a record envelope.
+	again, err := e.Marshal()
+	if err != nil || !bytes.Equal(again, env) {
+		return nil, fmt.Errorf("%w: not in canonical form", ErrBadEnvelope)
+	}
+	r, err := Decode(p.b)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := peer.IDFromPublicKey(e.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+	}
+	if signer != r.Author {
+		return nil, fmt.Errorf("signed by %s, author %s: %w", signer, r.Author, ErrAuthorMismatch)
+	}
+	return &Signed{Record: r, Bytes: p.b, CID: Sum(p.b), Envelope: env}, nil
+}
+
+// Envelope protobuf field numbers (go-libp2p core/record/pb/envelope.proto).
+const envelopePayloadField = 3
+
+// Load decodes a record from an envelope that was opened, and so verified,
+// before it was stored. It skips the signature check; use Open for anything
+// that did not come from the node's own store.
+func Load(env []byte) (*Signed, error) {
+	b, err := envelopePayload(env)
+	if err != nil {
+		return nil, err
+	}
+	r, err := Decode(b)
+	if err != nil {
+		return nil, err
+	}
+	return &Signed{Record: r, Bytes: b, CID: Sum(b), Envelope: env}, nil
+}
+
+// envelopePayload returns the payload field of an envelope without copying.
+func envelopePayload(env []byte) ([]byte, error) {
+	var out []byte
+	for len(env) > 0 {
+		num, typ, n := protowire.ConsumeTag(env)
+		if n < 0 {
+			return nil, fmt.Errorf("%w: %v", ErrBadEnvelope, protowire.ParseError(n))
+		}
+		env = env[n:]
+		if num == envelopePayloadField && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(env)
+			if n < 0 {
+				return nil, fmt.Errorf("%w: %v", ErrBadEnvelope, protowire.ParseError(n))
+			}
+			out, env = v, env[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, env)
+		if n < 0 {
+			return nil, fmt.Errorf("%w: %v", ErrBadEnvelope, protowire.ParseError(n))
+		}
+		env = env[n:]
+	}
+	if out == nil {
+		return nil, fmt.Errorf("%w: no payload", ErrBadEnvelope)
+	}
+	return out, nil
+}

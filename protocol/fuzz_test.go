@@ -1,0 +1,135 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/ipfs/go-cid"
+)
+
+// goldenSeeds returns the stored test vectors' record bytes and envelopes.
+func goldenSeeds(f *testing.F) (records, envelopes [][]byte) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "golden.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	var gs []golden
+	if err := json.Unmarshal(raw, &gs); err != nil {
+		f.Fatal(err)
+	}
+	for _, g := range gs {
+		b, _ := hex.DecodeString(g.Bytes)
+		e, _ := hex.DecodeString(g.Envelope)
+		records, envelopes = append(records, b), append(envelopes, e)
+	}
+	return records, envelopes
+}
+
+// FuzzDecode holds the decoder to its contract: no panic, and whatever it
+// accepts re-encodes to exactly the same bytes and passes Check.
+func FuzzDecode(f *testing.F) {
+	records, _ := goldenSeeds(f)
+	for _, b := range records {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := Decode(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("error outside the contract: %v", err)
+			}
+			return
+		}
+		if err := r.Check(); err != nil {
+			t.Fatalf("decoded record fails Check: %v", err)
+		}
+		again, err := r.Encode()
+		if err != nil {
+			t.Fatalf("decoded record does not encode: %v", err)
+		}
+		if !bytes.Equal(again, b) {
+			t.Fatalf("decode/encode changed the bytes:\n in %x\nout %x", b, again)
+		}
+	})
+}
+
+// FuzzOpen holds envelope opening to its contract: no panic, and whatever
+// opens is self-consistent and loads the same way from the store path.
+func FuzzOpen(f *testing.F) {
+	_, envelopes := goldenSeeds(f)
+	for _, e := range envelopes {
+		f.Add(e)
+	}
+	f.Fuzz(func(t *testing.T, env []byte) {
+		s, err := Open(env)
+		if err != nil {
+			return
+		}
+		if Sum(s.Bytes) != s.CID {
+			t.Fatal("CID is not the hash of the record bytes")
+		}
+		if !bytes.Equal(s.Envelope, env) {
+			t.Fatal("the envelope changed")
+		}
+		l, err := Load(env)
+		if err != nil || l.CID != s.CID || !reflect.DeepEqual(l.Record, s.Record) {
+			t.Fatalf("Load disagrees with Open: %v", err)
+		}
+	})
+}
+
+// FuzzParseBody holds JSON body parsing to its contract: no panic, and any
+// body it accepts encodes in a record, decodes back equal, and renders as
+// JSON that parses back equal.
+func FuzzParseBody(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "bodies", "*.json"))
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, s := range []string{`{}`, `{"a":[1,2.5,-3,"x",null,true,{"b":[]}]}`, "{\"\u1100\u1161\":\"\u1100\u1161\"}", `{"n":1e300}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		body, err := ParseBody(data)
+		if err != nil {
+			if !errors.Is(err, ErrBadJSON) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("error outside the contract: %v", err)
+			}
+			return
+		}
+		r := testRecord(t, 30, 1, cid.Undef)
+		r.Body = body
+		b, err := r.Encode()
+		if errors.Is(err, ErrTooLarge) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("parsed body does not encode: %v", err)
+		}
+		back, err := Decode(b)
+		if err != nil {
+			t.Fatalf("encoded body does not decode: %v", err)
+		}
+		if !reflect.DeepEqual(back.Body, body) {
+			t.Fatalf("body changed through CBOR:\n got %#v\nwant %#v", back.Body, body)
+		}
+		out, err := BodyJSON(body)
+		if err != nil {
+			t.Fatalf("parsed body does not render: %v", err)
+		}
+		again, err := ParseBody(out)
+		if err != nil || !reflect.DeepEqual(again, body) {
+			t.Fatalf("body changed through JSON %s: %v", out, err)
+		}
+	})
+}
