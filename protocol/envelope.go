@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/record"
@@ -136,4 +137,14 @@ func envelopePayload(env []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: no payload", ErrBadEnvelope)
 	}
 	return out, nil
+}
+
+// EnvelopeCID returns the CID of the record inside an envelope without
+// verifying or decoding it: the message ID of a record on gossipsub.
+func EnvelopeCID(env []byte) (cid.Cid, error) {
+	b, err := envelopePayload(env)
+	if err != nil {
+		return cid.Undef, err
+	}
+	return Sum(b), nil
 }
