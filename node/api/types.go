@@ -1,0 +1,134 @@
+package api
+
+import (
+	"encoding/json"
+
+	"github.com/sangsaeng/sangsaeng/protocol"
+)
+
+// DefaultAddr is where the daemon serves the API unless configured otherwise.
+const DefaultAddr = "127.0.0.1:4802"
+
+// Files in a node's home directory that clients read.
+const (
+	// TokenFile holds the bearer token that authenticates API calls.
+	TokenFile = "api.token"
+	// AddrFile holds the address the running daemon serves the API on; it is
+	// written at start and removed at a clean stop.
+	AddrFile = "api.addr"
+)
+
+// ID is the node's identity: `sangsaeng id`.
+type ID struct {
+	ID    string   `json:"id"`
+	Name  string   `json:"name"`
+	Addrs []string `json:"addrs"`
+}
+
+// Peer is a connected peer: `sangsaeng peers`.
+type Peer struct {
+	ID        string   `json:"id"`
+	Name      string   `json:"name"`
+	Addrs     []string `json:"addrs"`
+	LatencyMs float64  `json:"latencyMs"`
+	Channels  []string `json:"channels"`
+}
+
+// Partner is an entry of the address book: a company the node dials.
+type Partner struct {
+	ID    string   `json:"id"`
+	Name  string   `json:"name,omitempty"`
+	Addrs []string `json:"addrs"`
+}
+
+// Channel is a channel as this node knows it.
+type Channel struct {
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	Admins  []string `json:"admins"`
+	Members []string `json:"members"`
+	// Heads maps each author to the highest seq held without a gap.
+	Heads map[string]uint64 `json:"heads"`
+	// Removed maps each removed member to the last seq of theirs that stays valid.
+	Removed map[string]uint64 `json:"removed,omitempty"`
+	// Flagged lists authors caught signing two records for one seq.
+	Flagged []string `json:"flagged,omitempty"`
+	// Forks is the fork evidence held: both CIDs of every equivocation.
+	Forks []Fork `json:"forks,omitempty"`
+}
+
+// Fork is equivocation evidence: two records by one author for one seq.
+type Fork struct {
+	Author string   `json:"author"`
+	Seq    uint64   `json:"seq"`
+	CIDs   []string `json:"cids"`
+}
+
+// CreateChannel asks the node to found a channel with itself as admin.
+type CreateChannel struct {
+	Name        string   `json:"name"`
+	Members     []string `json:"members,omitempty"`
+	Description string   `json:"description,omitempty"`
+}
+
+// InviteRequest names the peer to add to a channel and invite.
+type InviteRequest struct {
+	Peer string `json:"peer"`
+}
+
+// Invite carries an invite code for `sangsaeng channel join`.
+type Invite struct {
+	Code string `json:"code"`
+}
+
+// JoinRequest joins a channel by invite code.
+type JoinRequest struct {
+	Code string `json:"code"`
+}
+
+// RemoveMember asks an admin's node to remove a member from a channel.
+type RemoveMember struct {
+	Peer string `json:"peer"`
+}
+
+// Publish is a record to publish: the kind, the body as JSON, and links.
+type Publish struct {
+	Kind  string              `json:"kind"`
+	Body  json.RawMessage     `json:"body"`
+	Links []protocol.JSONLink `json:"links,omitempty"`
+}
+
+// Published is the result of a publish.
+type Published struct {
+	CID string `json:"cid"`
+	Seq uint64 `json:"seq"`
+}
+
+// Record is a record in its JSON shape.
+type Record = protocol.JSONRecord
+
+// Query selects records for `sangsaeng records`. Empty fields do not filter.
+type Query struct {
+	Channel string `json:"channel,omitempty"`
+	Kind    string `json:"kind,omitempty"`
+	Author  string `json:"author,omitempty"`
+	// Since keeps records whose time is at or after this RFC 3339 time.
+	Since string `json:"since,omitempty"`
+	Limit int    `json:"limit,omitempty"`
+}
+
+// Verify is the result of checking a record: signature, CID, schema,
+// membership and chain position.
+type Verify struct {
+	OK     bool     `json:"ok"`
+	CID    string   `json:"cid"`
+	Author string   `json:"author"`
+	Errors []string `json:"errors"`
+}
+
+// Profile is the company profile a node shares with its partners.
+type Profile struct {
+	Name string `json:"name"`
+	// BRN is the Korean business registration number (사업자등록번호), 10 digits.
+	BRN string `json:"brn,omitempty"`
+}

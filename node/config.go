@@ -1,0 +1,290 @@
+package node
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/sangsaeng/sangsaeng/node/api"
+)
+
+// Files and directories in a node's home.
+const (
+	IdentityFile = "identity.key"
+	ConfigFile   = "config.toml"
+	DataDir      = "data"
+)
+
+// Config is a node's configuration: config.toml in its home, overridable by
+// SANGSAENG_* environment variables and flags.
+type Config struct {
+	// Home is the node's home directory; it is not stored in the file.
+	Home string `toml:"-"`
+	// Name is the company's display name, shared in its profile record.
+	Name string `toml:"name"`
+	// BRN is the company's business registration number (사업자등록번호),
+	// 10 digits, shared in its profile when set.
+	BRN string `toml:"brn,omitempty"`
+	// Listen are the libp2p listen addresses.
+	Listen []string `toml:"listen"`
+	// API is the host:port of the local API; keep it on loopback.
+	API string `toml:"api"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log_level"`
+	// EncryptionKeyFile names a file of 32 random bytes; when set, the store
+	// is encrypted at rest with it.
+	EncryptionKeyFile string `toml:"encryption_key_file,omitempty"`
+	// MDNS turns on discovery of partners on the local network.
+	MDNS bool `toml:"mdns"`
+	// Peers are extra peers, as /p2p/ multiaddrs, that may connect even
+	// without a shared channel: relays and bootstrap peers.
+	Peers []string `toml:"peers,omitempty"`
+	// SyncInterval is how often the node runs anti-entropy sync with its partners.
+	SyncInterval Duration `toml:"sync_interval"`
+}
+
+// Duration is a time.Duration written as text ("30s") in config.toml.
+type Duration struct{ time.Duration }
+
+// MarshalText writes the duration as text.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads a duration such as "30s" or "5m".
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// DefaultConfig returns the configuration `sangsaeng init` writes.
+func DefaultConfig() *Config {
+	return &Config{
+		Listen:       []string{"/ip4/0.0.0.0/tcp/4801", "/ip4/0.0.0.0/udp/4801/quic-v1"},
+		API:          api.DefaultAddr,
+		LogLevel:     "info",
+		MDNS:         true,
+		SyncInterval: Duration{time.Minute},
+	}
+}
+
+// Validate reports the first thing wrong with c, saying what to change.
+func (c *Config) Validate() error {
+	if len(c.Listen) == 0 {
+		return errors.New("config: listen is empty; give at least one address such as /ip4/0.0.0.0/tcp/4801")
+	}
+	for _, a := range c.Listen {
+		if _, err := ma.NewMultiaddr(a); err != nil {
+			return fmt.Errorf("config: listen address %q: %v", a, err)
+		}
+	}
+	for _, a := range c.Peers {
+		if _, err := peer.AddrInfoFromString(a); err != nil {
+			return fmt.Errorf("config: peer %q must be a multiaddr ending in /p2p/PEER-ID: %v", a, err)
+		}
+	}
+	host, _, err := net.SplitHostPort(c.API)
+	if err != nil {
+		return fmt.Errorf("config: api %q must be HOST:PORT: %v", c.API, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("config: api %q is not on loopback; the API holds the company's data, keep it on 127.0.0.1", c.API)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return fmt.Errorf("config: %v", err)
+	}
+	if c.SyncInterval.Duration < time.Second {
+		return fmt.Errorf("config: sync_interval %s is below one second", c.SyncInterval)
+	}
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("log level %q: use debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// InitOptions are the choices `sangsaeng init` takes.
+type InitOptions struct {
+	Name              string
+	Listen            []string
+	API               string
+	EncryptionKeyFile string
+}
+
+// ErrExists is returned by Init when the home already holds an identity.
+var ErrExists = errors.New("a node identity already exists")
+
+// Init creates a node's home: identity.key (ed25519, 0600), config.toml,
+// api.token (0600) and data/. It never overwrites an existing identity.
+func Init(home string, o InitOptions) (*Config, error) {
+	if _, err := os.Stat(filepath.Join(home, IdentityFile)); err == nil {
+		return nil, fmt.Errorf("init %s: %w (use another --home, or delete it to start over)", home, ErrExists)
+	}
+	cfg := DefaultConfig()
+	cfg.Home = home
+	cfg.Name = o.Name
+	if len(o.Listen) > 0 {
+		cfg.Listen = o.Listen
+	}
+	if o.API != "" {
+		cfg.API = o.API
+	}
+	if o.EncryptionKeyFile != "" {
+		abs, err := filepath.Abs(o.EncryptionKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := readEncryptionKey(abs); err != nil {
+			return nil, err
+		}
+		cfg.EncryptionKeyFile = abs
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(home, DataDir), 0o700); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := crypto.MarshalPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	// O_EXCL: two inits racing cannot both write an identity.
+	f, err := os.OpenFile(filepath.Join(home, IdentityFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("init %s: %w", home, ErrExists)
+		}
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	if _, err := f.Write(raw); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	tok := make([]byte, 32)
+	if _, err := rand.Read(tok); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(home, api.TokenFile), []byte(hex.EncodeToString(tok)+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	if err := cfg.Save(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Save writes c to config.toml in its home.
+func (c *Config) Save() error {
+	var buf bytes.Buffer
+	buf.WriteString("# sangsaeng node configuration. Environment variables SANGSAENG_NAME,\n# SANGSAENG_API, SANGSAENG_LISTEN (comma-separated) and SANGSAENG_LOG_LEVEL override it.\n")
+	if err := toml.NewEncoder(&buf).Encode(c); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	tmp := filepath.Join(c.Home, ConfigFile+".tmp")
+	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(c.Home, ConfigFile))
+}
+
+// LoadConfig reads config.toml from home and applies SANGSAENG_* overrides.
+func LoadConfig(home string) (*Config, error) {
+	cfg := DefaultConfig()
+	path := filepath.Join(home, ConfigFile)
+	md, err := toml.DecodeFile(path, cfg)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no node in %s (run `sangsaeng init` first, or pass --home)", home)
+		}
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if un := md.Undecoded(); len(un) > 0 {
+		return nil, fmt.Errorf("config %s: unknown setting %q", path, un[0].String())
+	}
+	cfg.Home = home
+	if v := os.Getenv("SANGSAENG_NAME"); v != "" {
+		cfg.Name = v
+	}
+	if v := os.Getenv("SANGSAENG_API"); v != "" {
+		cfg.API = v
+	}
+	if v := os.Getenv("SANGSAENG_LISTEN"); v != "" {
+		cfg.Listen = strings.Split(v, ",")
+	}
+	if v := os.Getenv("SANGSAENG_LOG_LEVEL"); v != "" {
+		cfg.LogLevel = v
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Identity reads the node's private key.
+func (c *Config) Identity() (crypto.PrivKey, error) {
+	raw, err := os.ReadFile(filepath.Join(c.Home, IdentityFile))
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	k, err := crypto.UnmarshalPrivateKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("identity %s: %w", filepath.Join(c.Home, IdentityFile), err)
+	}
+	return k, nil
+}
+
+// PeerID returns the node's peer ID as text.
+func (c *Config) PeerID() (string, error) {
+	k, err := c.Identity()
+	if err != nil {
+		return "", err
+	}
+	id, err := peer.IDFromPrivateKey(k)
+	if err != nil {
+		return "", err
+	}
+	return id.String(), nil
+}
+
+// readEncryptionKey reads a 32-byte key file.
+func readEncryptionKey(path string) ([]byte, error) {
+	k, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("encryption key: %w", err)
+	}
+	if len(k) != 32 {
+		return nil, fmt.Errorf("encryption key %s holds %d bytes; it must hold exactly 32 random bytes (head -c 32 /dev/urandom > %s)", path, len(k), path)
+	}
+	return k, nil
+}

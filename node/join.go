@@ -1,0 +1,312 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/sangsaeng/sangsaeng/protocol"
+)
+
+// JoinID is the protocol a joining member uses to fetch a channel's
+// governance chain (genesis, membership changes, profiles) from its inviter.
+const JoinID = libp2pproto.ID("/sangsaeng/join/1.0.0")
+
+// Limits of the join protocol.
+const (
+	maxJoinRecords = 100_000
+	joinTimeout    = 30 * time.Second
+)
+
+// invitePrefix starts every invite code.
+const invitePrefix = "ssinv1."
+
+// invite is what an invite code carries.
+type invite struct {
+	Channel string   `json:"c"`
+	Inviter string   `json:"p"`
+	Addrs   []string `json:"a"`
+}
+
+// ErrBadInvite is returned for an invite code that does not parse.
+var ErrBadInvite = errors.New("bad invite code")
+
+func encodeInvite(iv invite) string {
+	b, _ := json.Marshal(iv) // plain strings always marshal
+	return invitePrefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeInvite(code string) (cid.Cid, peer.AddrInfo, error) {
+	fail := func(why string) (cid.Cid, peer.AddrInfo, error) {
+		return cid.Undef, peer.AddrInfo{}, fmt.Errorf("%w: %s (ask the inviter for a fresh `sangsaeng channel invite`)", ErrBadInvite, why)
+	}
+	rest, ok := strings.CutPrefix(strings.TrimSpace(code), invitePrefix)
+	if !ok {
+		return fail("it must start with " + invitePrefix)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(rest)
+	if err != nil {
+		return fail("it is cut or mistyped")
+	}
+	var iv invite
+	if err := json.Unmarshal(b, &iv); err != nil {
+		return fail("it is cut or mistyped")
+	}
+	ch, err := cid.Decode(iv.Channel)
+	if err != nil {
+		return fail("bad channel ID")
+	}
+	id, err := peer.Decode(iv.Inviter)
+	if err != nil {
+		return fail("bad inviter peer ID")
+	}
+	ai := peer.AddrInfo{ID: id}
+	for _, s := range iv.Addrs {
+		if a, err := ma.NewMultiaddr(s); err == nil {
+			ai.Addrs = append(ai.Addrs, a)
+		}
+	}
+	return ch, ai, nil
+}
+
+// Invite adds p to ch, which the node must administer, and returns the
+// invite code p's operator passes to `sangsaeng channel join`.
+func (n *Node) Invite(ctx context.Context, ch cid.Cid, p peer.ID) (string, error) {
+	if err := n.AddMember(ctx, ch, p); err != nil {
+		return "", fmt.Errorf("invite: %w", err)
+	}
+	iv := invite{Channel: ch.String(), Inviter: n.self.String()}
+	for _, a := range n.host.Addrs() {
+		iv.Addrs = append(iv.Addrs, a.String())
+	}
+	return encodeInvite(iv), nil
+}
+
+// Join joins a channel with an invite code: it connects to the inviter,
+// fetches and checks the channel's governance chain, makes sure the node is
+// a member, stores the chain, subscribes, and shares the node's profile.
+func (n *Node) Join(ctx context.Context, code string) (cid.Cid, error) {
+	ch, inviter, err := decodeInvite(code)
+	if err != nil {
+		return cid.Undef, err
+	}
+	if inviter.ID == n.self {
+		return cid.Undef, fmt.Errorf("join: this invite was made by this node")
+	}
+	if err := n.AddPartner(ctx, inviter.ID, inviter.Addrs, ""); err != nil {
+		return cid.Undef, fmt.Errorf("join: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	if err := n.host.Connect(ctx, inviter); err != nil {
+		return cid.Undef, fmt.Errorf("join: cannot reach the inviter %s: %w", inviter.ID, err)
+	}
+	envs, err := n.fetchGovernance(ctx, inviter.ID, ch)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("join: %w", err)
+	}
+	if err := n.ingestAll(ch, envs, inviter.ID); err != nil {
+		return cid.Undef, fmt.Errorf("join: %w", err)
+	}
+	if !n.gov.isJoined(ch) {
+		return cid.Undef, fmt.Errorf("join %s: %w: the inviter's governance chain does not list this node", ch, ErrNotJoined)
+	}
+	mctx, mcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer mcancel()
+	if !n.waitMesh(mctx, ch, inviter.ID) {
+		n.log.Warn("the inviter is not in this node's mesh yet; records will arrive by sync", "channel", ch, "peer", inviter.ID)
+	}
+	n.shareProfile(ctx, ch)
+	n.log.Info("joined channel", "channel", ch, "inviter", inviter.ID)
+	return ch, nil
+}
+
+// ingestAll checks and stores records whose order may not be causal:
+// a membership change may come before the change that made its author an
+// admin. It makes passes until no record is left or a pass adds nothing.
+func (n *Node) ingestAll(ch cid.Cid, envs [][]byte, from peer.ID) error {
+	pending := envs
+	for len(pending) > 0 {
+		var next [][]byte
+		var lastErr error
+		for _, env := range pending {
+			_, err := n.ingest(ch, env, from)
+			switch {
+			case err == nil, errors.Is(err, errIgnore):
+			case errors.Is(err, ErrNotMember), errors.Is(err, ErrNotAdmin), errors.Is(err, ErrUnknownChannel):
+				next, lastErr = append(next, env), err
+			default:
+				return err
+			}
+		}
+		if len(next) == len(pending) {
+			return fmt.Errorf("%d governance records do not check out: %w", len(next), lastErr)
+		}
+		pending = next
+	}
+	return nil
+}
+
+// fetchGovernance asks p for the governance chain of ch.
+func (n *Node) fetchGovernance(ctx context.Context, p peer.ID, ch cid.Cid) ([][]byte, error) {
+	st, err := n.host.NewStream(ctx, p, JoinID)
+	if err != nil {
+		return nil, fmt.Errorf("open %s to %s: %w", JoinID, p, err)
+	}
+	defer st.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = st.SetDeadline(dl)
+	}
+	if err := writeFrame(st, ch.Bytes()); err != nil {
+		st.Reset()
+		return nil, err
+	}
+	if err := st.CloseWrite(); err != nil {
+		st.Reset()
+		return nil, err
+	}
+	r := bufio.NewReader(st)
+	status, err := readFrame(r, 1024)
+	if err != nil {
+		st.Reset()
+		return nil, fmt.Errorf("the inviter did not answer: %w", err)
+	}
+	if len(status) > 0 {
+		return nil, fmt.Errorf("the inviter refused: %s", status)
+	}
+	var envs [][]byte
+	for {
+		env, err := readFrame(r, protocol.MaxEnvelopeSize)
+		if err != nil {
+			st.Reset()
+			return nil, fmt.Errorf("reading the governance chain: %w", err)
+		}
+		if len(env) == 0 {
+			return envs, nil
+		}
+		if len(envs) == maxJoinRecords {
+			st.Reset()
+			return nil, fmt.Errorf("the inviter sent more than %d governance records", maxJoinRecords)
+		}
+		envs = append(envs, env)
+	}
+}
+
+// handleJoin answers a member's request for a channel's governance chain:
+// the status frame (empty for yes, a reason for no), the records, and an
+// empty frame to end.
+func (n *Node) handleJoin(st network.Stream) {
+	defer st.Close()
+	_ = st.SetDeadline(time.Now().Add(joinTimeout))
+	from := st.Conn().RemotePeer()
+	raw, err := readFrame(bufio.NewReader(st), 128)
+	if err != nil {
+		st.Reset()
+		return
+	}
+	ch, err := cid.Cast(raw)
+	refuse := func(why string) {
+		_ = writeFrame(st, []byte(why))
+	}
+	if err != nil {
+		refuse("bad channel ID")
+		return
+	}
+	snap, ok := n.gov.channel(ch)
+	if !ok || !n.gov.isJoined(ch) {
+		refuse("this node is not in that channel")
+		return
+	}
+	if !n.gov.memberOf(ch, from) {
+		n.log.Info("join refused: not a member", "peer", from, "channel", ch)
+		refuse("you are not a member of that channel; ask an admin to invite you")
+		return
+	}
+	w := bufio.NewWriter(st)
+	if err := writeFrame(w, nil); err != nil {
+		st.Reset()
+		return
+	}
+	envs := make([][]byte, 0, len(snap.governance))
+	for _, s := range snap.governance {
+		envs = append(envs, s.Envelope)
+	}
+	profiles, err := n.channelProfiles(ch)
+	if err != nil {
+		st.Reset()
+		return
+	}
+	for _, env := range append(envs, profiles...) {
+		if err := writeFrame(w, env); err != nil {
+			st.Reset()
+			return
+		}
+	}
+	if err := writeFrame(w, nil); err != nil || w.Flush() != nil {
+		st.Reset()
+	}
+}
+
+// channelProfiles returns the envelopes of the profile records in ch.
+func (n *Node) channelProfiles(ch cid.Cid) ([][]byte, error) {
+	var out [][]byte
+	cursor := ""
+	for {
+		recs, next, err := n.store.ByKind(protocol.KindProfile, 1000, cursor)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range recs {
+			if s.ChannelOf() == ch {
+				out = append(out, s.Envelope)
+			}
+		}
+		if next == "" {
+			return out, nil
+		}
+		cursor = next
+	}
+}
+
+// writeFrame writes a varint length and the bytes.
+func writeFrame(w io.Writer, b []byte) error {
+	var hdr [binary.MaxVarintLen64]byte
+	k := binary.PutUvarint(hdr[:], uint64(len(b)))
+	if _, err := w.Write(hdr[:k]); err != nil {
+		return err
+	}
+	_, err := w.Write(b)
+	return err
+}
+
+// errFrameTooLarge is returned for a frame beyond the reader's limit.
+var errFrameTooLarge = errors.New("frame too large")
+
+// readFrame reads one frame of at most max bytes.
+func readFrame(r *bufio.Reader, max int) ([]byte, error) {
+	l, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, err
+	}
+	if l > uint64(max) {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", errFrameTooLarge, l, max)
+	}
+	b := make([]byte, l)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}

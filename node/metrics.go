@@ -1,0 +1,122 @@
+package node
+
+import (
+	"sync"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the node's Prometheus metrics, in a registry of its own so
+// that several nodes can run in one process.
+type metrics struct {
+	reg        *prometheus.Registry
+	accepted   prometheus.Counter
+	published  prometheus.Counter
+	duplicates prometheus.Counter
+	forks      prometheus.Counter
+	rejected   *prometheus.CounterVec
+	refused    prometheus.Counter
+	rpcDropped prometheus.Counter
+	psDropped  *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sangsaeng_records_accepted_total", Help: "Records stored: own and received.",
+		}),
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sangsaeng_records_published_total", Help: "Records this node signed and stored.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sangsaeng_records_duplicate_total", Help: "Records received that were already stored.",
+		}),
+		forks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sangsaeng_records_fork_evidence_total", Help: "Records kept as evidence that their author signed two records for one seq.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sangsaeng_records_rejected_total", Help: "Records refused, by the rule they broke.",
+		}, []string{"reason"}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sangsaeng_connections_refused_total", Help: "Connections refused because the peer is not a partner.",
+		}),
+		rpcDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sangsaeng_pubsub_rpc_dropped_total", Help: "Pubsub RPCs dropped because they touched a channel their sender is not in.",
+		}),
+		psDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sangsaeng_pubsub_dropped_total", Help: "Pubsub messages dropped by gossipsub's queues.",
+		}, []string{"queue"}),
+	}
+	m.reg.MustRegister(m.accepted, m.published, m.duplicates, m.forks, m.rejected, m.refused, m.rpcDropped, m.psDropped,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// psTracer counts gossipsub's silent drops and follows the node's meshes.
+type psTracer struct {
+	m    *metrics
+	mesh *meshes
+}
+
+var _ pubsub.RawTracer = (*psTracer)(nil)
+
+func (t *psTracer) OnNewOutboundStream(peer.ID, protocol.ID) {}
+func (t *psTracer) OnClosedOutboundStream(peer.ID)           {}
+func (t *psTracer) Join(string)                              {}
+func (t *psTracer) Leave(string)                             {}
+func (t *psTracer) ValidateMessage(*pubsub.Message)          {}
+func (t *psTracer) DeliverMessage(*pubsub.Message)           {}
+func (t *psTracer) DuplicateMessage(*pubsub.Message)         {}
+func (t *psTracer) ThrottlePeer(peer.ID)                     {}
+func (t *psTracer) RecvRPC(*pubsub.RPC)                      {}
+func (t *psTracer) SendRPC(*pubsub.RPC, peer.ID)             {}
+
+func (t *psTracer) RejectMessage(_ *pubsub.Message, reason string) {
+	switch reason {
+	case pubsub.RejectValidationQueueFull:
+		t.m.psDropped.WithLabelValues("validation").Inc()
+	case pubsub.RejectValidationThrottled:
+		t.m.psDropped.WithLabelValues("throttled").Inc()
+	}
+}
+
+func (t *psTracer) DropRPC(*pubsub.RPC, peer.ID) { t.m.psDropped.WithLabelValues("outbound").Inc() }
+
+func (t *psTracer) UndeliverableMessage(*pubsub.Message) {
+	t.m.psDropped.WithLabelValues("subscription").Inc()
+}
+
+func (t *psTracer) Graft(p peer.ID, topic string) { t.mesh.set(topic, p, true) }
+func (t *psTracer) Prune(p peer.ID, topic string) { t.mesh.set(topic, p, false) }
+
+// meshes records which peers are in the node's mesh of each topic.
+type meshes struct {
+	mu sync.Mutex
+	m  map[string]map[peer.ID]bool
+}
+
+func (m *meshes) set(topic string, p peer.ID, in bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		m.m = map[string]map[peer.ID]bool{}
+	}
+	if m.m[topic] == nil {
+		m.m[topic] = map[peer.ID]bool{}
+	}
+	if in {
+		m.m[topic][p] = true
+	} else {
+		delete(m.m[topic], p)
+	}
+}
+
+func (m *meshes) has(topic string, p peer.ID) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.m[topic][p]
+}

@@ -1,0 +1,308 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+
+	"github.com/sangsaeng/sangsaeng/node/api"
+	"github.com/sangsaeng/sangsaeng/protocol"
+	"github.com/sangsaeng/sangsaeng/store"
+)
+
+// Node is a running sangsaeng node: its libp2p host, its channels on
+// gossipsub, its store and its local API.
+type Node struct {
+	cfg   *Config
+	log   *slog.Logger
+	key   crypto.PrivKey
+	self  peer.ID
+	host  host.Host
+	ps    *pubsub.PubSub
+	store *store.Store
+
+	gov      *governance
+	partners *partnerBook
+	events   *hub
+	metrics  *metrics
+	gater    *gater
+	mesh     meshes
+
+	mu     sync.Mutex
+	topics map[cid.Cid]*channelTopic
+	// pubMu serialises the node's own publishing, so no seq is signed twice.
+	pubMu sync.Mutex
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mdns   mdns.Service
+	closed bool
+}
+
+// channelTopic is a channel the node has joined on gossipsub.
+type channelTopic struct {
+	topic *pubsub.Topic
+	sub   *pubsub.Subscription
+}
+
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	log     *slog.Logger
+	natMap  bool
+	storeFn func(*store.Options)
+}
+
+// WithLogger sets the node's logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithoutNATPortMap turns off UPnP / NAT-PMP port mapping (tests, and nodes
+// with a public address).
+func WithoutNATPortMap() Option { return func(o *options) { o.natMap = false } }
+
+// WithStoreOptions adjusts the store's options before it opens.
+func WithStoreOptions(fn func(*store.Options)) Option { return func(o *options) { o.storeFn = fn } }
+
+// New opens the node's store and creates its libp2p host and gossipsub
+// router. It does not dial anyone or serve the API; Start and Run do.
+//
+// Defaults: no logging; NAT port mapping on; mDNS per the config.
+func New(cfg *Config, opts ...Option) (*Node, error) {
+	o := options{log: slog.New(slog.NewTextHandler(io.Discard, nil)), natMap: true}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	key, err := cfg.Identity()
+	if err != nil {
+		return nil, err
+	}
+	self, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg: cfg, log: o.log.With("node", shortID(self)), key: key, self: self,
+		topics: map[cid.Cid]*channelTopic{}, events: newHub(), metrics: newMetrics(),
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+
+	sopts := store.DefaultOptions()
+	sopts.Logger = n.log
+	if cfg.EncryptionKeyFile != "" {
+		if sopts.EncryptionKey, err = readEncryptionKey(cfg.EncryptionKeyFile); err != nil {
+			return nil, err
+		}
+	}
+	if o.storeFn != nil {
+		o.storeFn(&sopts)
+	}
+	n.store, err = store.Open(filepath.Join(cfg.Home, DataDir), sopts)
+	if err != nil {
+		if errors.Is(err, store.ErrBadKey) {
+			return nil, fmt.Errorf("the encryption key in %s is not the key this node's data was encrypted with: %w", cfg.EncryptionKeyFile, err)
+		}
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			n.store.Close()
+		}
+	}()
+	if n.partners, err = loadPartners(n.store); err != nil {
+		return nil, err
+	}
+	if n.gov, err = loadGovernance(n.store, self); err != nil {
+		return nil, err
+	}
+	n.gater = &gater{n: n}
+	for _, s := range cfg.Peers {
+		ai, _ := peer.AddrInfoFromString(s) // checked by Validate
+		n.gater.extra.Store(ai.ID, true)
+	}
+
+	hopts := []libp2p.Option{
+		libp2p.Identity(key),
+		libp2p.ListenAddrStrings(cfg.Listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ConnectionGater(n.gater),
+		libp2p.EnableHolePunching(),
+		libp2p.UserAgent("sangsaeng/" + Version),
+	}
+	if o.natMap {
+		hopts = append(hopts, libp2p.NATPortMap())
+	}
+	if n.host, err = libp2p.New(hopts...); err != nil {
+		return nil, fmt.Errorf("libp2p host: %w", err)
+	}
+	if n.ps, err = newPubSub(n); err != nil {
+		n.host.Close()
+		return nil, err
+	}
+	n.host.SetStreamHandler(JoinID, n.handleJoin)
+	ok = true
+	return n, nil
+}
+
+// Version is the node software's version.
+const Version = "0.1.0"
+
+// ID returns the node's peer ID.
+func (n *Node) ID() peer.ID { return n.self }
+
+// Host returns the node's libp2p host.
+func (n *Node) Host() host.Host { return n.host }
+
+// Store returns the node's store.
+func (n *Node) Store() *store.Store { return n.store }
+
+// Start joins the node's channels on gossipsub, dials its partners and starts
+// mDNS. It returns at once; the work goes on until Close.
+func (n *Node) Start() error {
+	for _, ch := range n.gov.joined() {
+		if err := n.subscribe(ch); err != nil {
+			return err
+		}
+	}
+	n.wg.Add(1)
+	go n.dialLoop()
+	if n.cfg.MDNS {
+		n.mdns = mdns.NewMdnsService(n.host, "sangsaeng", &mdnsNotifee{n: n})
+		if err := n.mdns.Start(); err != nil {
+			n.log.Warn("mDNS did not start", "err", err)
+			n.mdns = nil
+		}
+	}
+	n.log.Info("node started", "peer", n.self, "addrs", n.addrs())
+	return nil
+}
+
+// Close stops the node and closes its store.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	n.mu.Unlock()
+	n.cancel()
+	if n.mdns != nil {
+		n.mdns.Close()
+	}
+	n.mu.Lock()
+	for _, t := range n.topics {
+		t.sub.Cancel()
+		t.topic.Close()
+	}
+	n.mu.Unlock()
+	n.events.close()
+	err := n.host.Close()
+	n.wg.Wait()
+	return errors.Join(err, n.store.Close())
+}
+
+// Run starts the node and serves the local API until ctx ends, then shuts
+// down cleanly.
+func (n *Node) Run(ctx context.Context) error {
+	defer n.Close()
+	if err := n.Start(); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", n.cfg.API)
+	if err != nil {
+		return fmt.Errorf("local API on %s: %w (is another daemon running? set api in %s)", n.cfg.API, err, filepath.Join(n.cfg.Home, ConfigFile))
+	}
+	addrFile := filepath.Join(n.cfg.Home, api.AddrFile)
+	if err := os.WriteFile(addrFile, []byte(ln.Addr().String()+"\n"), 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	defer os.Remove(addrFile)
+	srv := &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	n.log.Info("local API listening", "addr", "http://"+ln.Addr().String())
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return fmt.Errorf("local API: %w", err)
+	}
+	n.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n.events.close() // ends event streams so Shutdown need not wait for them
+	_ = srv.Shutdown(sctx)
+	return nil
+}
+
+// addrs returns the node's listen addresses with its peer ID.
+func (n *Node) addrs() []string {
+	var out []string
+	for _, a := range n.host.Addrs() {
+		out = append(out, a.String()+"/p2p/"+n.self.String())
+	}
+	return out
+}
+
+func shortID(p peer.ID) string {
+	s := p.String()
+	if len(s) > 8 {
+		return s[len(s)-6:]
+	}
+	return s
+}
+
+// errClosed is returned by operations on a closed node.
+var errClosed = errors.New("node is closed")
+
+// alive reports errClosed once the node is closing.
+func (n *Node) alive() error {
+	if n.ctx.Err() != nil {
+		return errClosed
+	}
+	return nil
+}
+
+// record returns a stored record, or nil when it is not there.
+func (n *Node) record(c cid.Cid) (*protocol.Signed, error) {
+	s, err := n.store.Get(c)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	return s, err
+}
+
+// connected reports whether p has a live connection to the node.
+func (n *Node) connected(p peer.ID) bool {
+	return n.host.Network().Connectedness(p) == network.Connected
+}

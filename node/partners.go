@@ -1,0 +1,224 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/connmgr"
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/sangsaeng/sangsaeng/store"
+)
+
+// partnersNS is the store namespace of the address book.
+const partnersNS = "partners"
+
+// partnerEntry is one address-book entry as stored.
+type partnerEntry struct {
+	Name  string   `json:"name,omitempty"`
+	Addrs []string `json:"addrs"`
+}
+
+// partnerBook is the address book: partners the operator named or the node
+// learned from invites, kept in the store and dialled on start.
+type partnerBook struct {
+	s  *store.Store
+	mu sync.RWMutex
+	m  map[peer.ID]partnerEntry
+}
+
+func loadPartners(s *store.Store) (*partnerBook, error) {
+	raw, err := s.ListMeta(partnersNS)
+	if err != nil {
+		return nil, err
+	}
+	b := &partnerBook{s: s, m: map[peer.ID]partnerEntry{}}
+	for k, v := range raw {
+		id, err := peer.IDFromBytes([]byte(k))
+		if err != nil {
+			continue
+		}
+		var e partnerEntry
+		if json.Unmarshal(v, &e) == nil {
+			b.m[id] = e
+		}
+	}
+	return b, nil
+}
+
+func (b *partnerBook) has(p peer.ID) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	_, ok := b.m[p]
+	return ok
+}
+
+func (b *partnerBook) all() map[peer.ID]partnerEntry {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	out := make(map[peer.ID]partnerEntry, len(b.m))
+	for k, v := range b.m {
+		out[k] = v
+	}
+	return out
+}
+
+func (b *partnerBook) put(p peer.ID, e partnerEntry) error {
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if err := b.s.PutMeta(partnersNS, string(p), raw); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.m[p] = e
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *partnerBook) remove(p peer.ID) error {
+	if err := b.s.DeleteMeta(partnersNS, string(p)); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	delete(b.m, p)
+	b.mu.Unlock()
+	return nil
+}
+
+// AddPartner adds p to the address book (merging addresses, keeping the
+// name unless a new one is given) and dials it in the background.
+func (n *Node) AddPartner(ctx context.Context, p peer.ID, addrs []ma.Multiaddr, name string) error {
+	if p == n.self {
+		return fmt.Errorf("partner %s is this node", p)
+	}
+	n.partners.mu.RLock()
+	e := n.partners.m[p]
+	n.partners.mu.RUnlock()
+	for _, a := range addrs {
+		if s := a.String(); !slices.Contains(e.Addrs, s) {
+			e.Addrs = append(e.Addrs, s)
+		}
+	}
+	if name != "" {
+		e.Name = name
+	}
+	if err := n.partners.put(p, e); err != nil {
+		return err
+	}
+	n.host.Peerstore().AddAddrs(p, addrs, peerstore.PermanentAddrTTL)
+	go func() {
+		dctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+		defer cancel()
+		_ = n.host.Connect(dctx, peer.AddrInfo{ID: p, Addrs: addrs})
+	}()
+	return nil
+}
+
+// RemovePartner removes p from the address book and, unless it still shares
+// a channel with the node, disconnects it.
+func (n *Node) RemovePartner(p peer.ID) error {
+	if err := n.partners.remove(p); err != nil {
+		return err
+	}
+	n.closeIfStranger(p)
+	return nil
+}
+
+// closeIfStranger disconnects p when the gater would no longer admit it.
+func (n *Node) closeIfStranger(p peer.ID) {
+	if !n.gater.allowed(p) {
+		_ = n.host.Network().ClosePeer(p)
+	}
+}
+
+// dialLoop keeps the node connected to its partners: the address book and
+// the members of its channels whose addresses it knows.
+func (n *Node) dialLoop() {
+	defer n.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		for p, e := range n.partners.all() {
+			if n.host.Network().Connectedness(p) == network.Connected {
+				continue
+			}
+			ai := peer.AddrInfo{ID: p}
+			for _, s := range e.Addrs {
+				if a, err := ma.NewMultiaddr(s); err == nil {
+					ai.Addrs = append(ai.Addrs, a)
+				}
+			}
+			go func() {
+				ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+				defer cancel()
+				if err := n.host.Connect(ctx, ai); err != nil {
+					n.log.Debug("partner unreachable", "peer", p, "err", err)
+				}
+			}()
+		}
+		t.Reset(30 * time.Second)
+	}
+}
+
+// gater admits only partners: members of a channel the node is in, peers in
+// the address book, and peers the operator configured (relays, bootstrap).
+type gater struct {
+	n     *Node
+	extra sync.Map // peer.ID → true
+}
+
+var _ connmgr.ConnectionGater = (*gater)(nil)
+
+func (g *gater) allowed(p peer.ID) bool {
+	if _, ok := g.extra.Load(p); ok {
+		return true
+	}
+	return g.n.partners.has(p) || g.n.gov.isPartner(p)
+}
+
+func (g *gater) InterceptPeerDial(p peer.ID) bool { return g.allowed(p) }
+
+func (g *gater) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
+
+func (g *gater) InterceptAccept(network.ConnMultiaddrs) bool { return true }
+
+func (g *gater) InterceptSecured(dir network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	ok := g.allowed(p)
+	if !ok {
+		g.n.metrics.refused.Inc()
+		g.n.log.Debug("connection refused: not a partner", "peer", p, "dir", dir)
+	}
+	return ok
+}
+
+func (g *gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
+
+// mdnsNotifee dials partners found on the local network.
+type mdnsNotifee struct{ n *Node }
+
+func (m *mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
+	n := m.n
+	if ai.ID == n.self || !n.gater.allowed(ai.ID) || n.host.Network().Connectedness(ai.ID) == network.Connected {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+	defer cancel()
+	if err := n.host.Connect(ctx, ai); err == nil {
+		n.log.Info("partner found on the local network", "peer", ai.ID)
+	}
+}

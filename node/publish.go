@@ -1,0 +1,217 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/sangsaeng/sangsaeng/protocol"
+	"github.com/sangsaeng/sangsaeng/store"
+)
+
+// ErrNotJoined is returned for an operation on a channel the node is not an
+// active member of.
+var ErrNotJoined = errors.New("this node is not a member of the channel")
+
+// Publish validates a body, signs it as the node's next record in the
+// channel, stores it durably and then publishes it to the channel's members.
+// When it returns without error the record survives a crash.
+func (n *Node) Publish(ctx context.Context, ch cid.Cid, kind string, body map[string]any, links []protocol.Link) (*protocol.Signed, error) {
+	if kind == protocol.KindChannelGenesis {
+		return nil, fmt.Errorf("publish: %w: a genesis founds a channel; use channel create", protocol.ErrMalformed)
+	}
+	if !n.gov.isJoined(ch) {
+		return nil, fmt.Errorf("publish in %s: %w", ch, ErrNotJoined)
+	}
+	s, err := n.sealNext(ch, kind, body, links)
+	if err != nil {
+		return nil, err
+	}
+	n.broadcast(ctx, ch, s)
+	return s, nil
+}
+
+// sealNext signs and durably stores the node's next record in ch. It holds
+// pubMu across reading the head and storing, so no seq is signed twice.
+func (n *Node) sealNext(ch cid.Cid, kind string, body map[string]any, links []protocol.Link) (*protocol.Signed, error) {
+	if err := n.alive(); err != nil {
+		return nil, err
+	}
+	if err := protocol.ValidateBody(kind, body); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	n.pubMu.Lock()
+	defer n.pubMu.Unlock()
+	seq, prev, err := n.ownHead(ch)
+	if err != nil {
+		return nil, err
+	}
+	r := &protocol.Record{
+		Channel: ch, Author: n.self, Seq: seq + 1, Prev: prev, Time: time.Now().UnixMilli(),
+		Kind: kind, Links: links, Body: body,
+	}
+	s, err := protocol.Seal(r, n.key)
+	if err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	if err := n.gov.check(s); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	res, err := n.store.Put(s)
+	if err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	if res != store.Stored { // cannot happen while pubMu is held; never publish a fork
+		return nil, fmt.Errorf("publish: seq %d in %s is taken (%s); refusing to sign twice", r.Seq, ch, res)
+	}
+	n.metrics.published.Inc()
+	n.accepted(s)
+	return s, nil
+}
+
+// ownHead returns the highest seq the node holds of its own in ch, with
+// that record's CID. It looks past gaps, so that records of its own that
+// came back from partners are never signed over.
+func (n *Node) ownHead(ch cid.Cid) (uint64, cid.Cid, error) {
+	head, err := n.store.Head(ch, n.self)
+	if err != nil {
+		return 0, cid.Undef, fmt.Errorf("own head in %s: %w", ch, err)
+	}
+	var top *protocol.Signed
+	if head > 0 {
+		recs, err := n.store.ByAuthor(ch, n.self, head, head)
+		if err != nil || len(recs) == 0 {
+			return 0, cid.Undef, fmt.Errorf("own head in %s: record %d: %v", ch, head, err)
+		}
+		top = recs[0]
+	}
+	err = n.store.ScanAuthor(ch, n.self, head+1, func(s *protocol.Signed) error {
+		if top == nil || s.Record.Seq > top.Record.Seq {
+			top = s
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, cid.Undef, fmt.Errorf("own head in %s: %w", ch, err)
+	}
+	if top == nil {
+		return 0, cid.Undef, nil
+	}
+	return top.Record.Seq, top.CID, nil
+}
+
+// broadcast sends a stored record to the channel's members. A failure here
+// loses nothing: the record is stored, and sync delivers it.
+func (n *Node) broadcast(ctx context.Context, ch cid.Cid, s *protocol.Signed) {
+	n.mu.Lock()
+	t := n.topics[ch]
+	n.mu.Unlock()
+	if t == nil {
+		return
+	}
+	if err := t.topic.Publish(ctx, s.Envelope); err != nil {
+		n.log.Warn("gossip publish failed; sync will deliver the record", "channel", ch, "cid", s.CID, "err", err)
+	}
+}
+
+// CreateChannel founds a channel with the node as its admin and the given
+// members, and shares the node's profile in it.
+func (n *Node) CreateChannel(ctx context.Context, name, description string, members []peer.ID) (cid.Cid, error) {
+	all := []any{n.self.String()}
+	for _, m := range members {
+		if m != n.self {
+			all = append(all, m.String())
+		}
+	}
+	body := map[string]any{"name": name, "admins": []any{n.self.String()}, "members": all}
+	if description != "" {
+		body["description"] = description
+	}
+	if err := protocol.ValidateBody(protocol.KindChannelGenesis, body); err != nil {
+		return cid.Undef, fmt.Errorf("channel create: %w", err)
+	}
+	r := &protocol.Record{Author: n.self, Seq: 1, Time: time.Now().UnixMilli(), Kind: protocol.KindChannelGenesis, Body: body}
+	s, err := protocol.Seal(r, n.key)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("channel create: %w", err)
+	}
+	if _, err := n.store.Put(s); err != nil {
+		return cid.Undef, fmt.Errorf("channel create: %w", err)
+	}
+	n.accepted(s)
+	n.shareProfile(ctx, s.CID)
+	n.log.Info("channel created", "channel", s.CID, "name", name)
+	return s.CID, nil
+}
+
+// shareProfile publishes the node's profile in ch, when it has a name.
+func (n *Node) shareProfile(ctx context.Context, ch cid.Cid) {
+	if n.cfg.Name == "" {
+		return
+	}
+	body := map[string]any{"name": n.cfg.Name}
+	if n.cfg.BRN != "" {
+		body["brn"] = n.cfg.BRN
+	}
+	if _, err := n.Publish(ctx, ch, protocol.KindProfile, body, nil); err != nil {
+		n.log.Warn("cannot share the profile", "channel", ch, "err", err)
+	}
+}
+
+// SetProfile changes the company profile, saves it in config.toml, and
+// shares it in every channel.
+func (n *Node) SetProfile(ctx context.Context, name, brn string) error {
+	body := map[string]any{"name": name}
+	if brn != "" {
+		body["brn"] = brn
+	}
+	if err := protocol.ValidateBody(protocol.KindProfile, body); err != nil {
+		return fmt.Errorf("profile: %w", err)
+	}
+	n.cfg.Name, n.cfg.BRN = name, brn
+	if err := n.cfg.Save(); err != nil {
+		return err
+	}
+	for _, ch := range n.gov.joined() {
+		if _, err := n.Publish(ctx, ch, protocol.KindProfile, body, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AddMember adds p to channel ch, which the node must administer, unless it
+// is a member already.
+func (n *Node) AddMember(ctx context.Context, ch cid.Cid, p peer.ID) error {
+	if n.gov.memberOf(ch, p) {
+		return nil
+	}
+	_, err := n.Publish(ctx, ch, protocol.KindChannelMembers, map[string]any{"add": []any{p.String()}}, nil)
+	return err
+}
+
+// RemoveMember removes p from ch, which the node must administer. The
+// records p published up to the highest seq this node holds stay valid;
+// later ones are refused by every member.
+func (n *Node) RemoveMember(ctx context.Context, ch cid.Cid, p peer.ID) error {
+	if !n.gov.memberOf(ch, p) {
+		return fmt.Errorf("remove %s from %s: %w", p, ch, ErrNotMember)
+	}
+	if p == n.self {
+		return fmt.Errorf("remove %s from %s: a node cannot remove itself", p, ch)
+	}
+	last, err := n.store.Head(ch, p)
+	if err != nil {
+		return err
+	}
+	body := map[string]any{"remove": []any{map[string]any{"member": p.String(), "lastSeq": int64(last)}}}
+	_, err = n.Publish(ctx, ch, protocol.KindChannelMembers, body, nil)
+	if err == nil {
+		n.closeIfStranger(p)
+	}
+	return err
+}

@@ -1,0 +1,674 @@
+package node
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sangsaeng/sangsaeng/node/api"
+	"github.com/sangsaeng/sangsaeng/protocol"
+	"github.com/sangsaeng/sangsaeng/store"
+)
+
+// maxRequestBody bounds API request bodies: a record plus JSON overhead.
+const maxRequestBody = 2 * protocol.MaxRecordSize
+
+// Handler returns the local API: JSON endpoints under /v1, server-sent
+// events at /v1/events, Prometheus metrics at /metrics. Every endpoint but
+// /metrics needs the bearer token from api.token.
+func (n *Node) Handler() http.Handler {
+	tok, err := os.ReadFile(filepath.Join(n.cfg.Home, api.TokenFile))
+	token := strings.TrimSpace(string(tok))
+	if err != nil || token == "" {
+		n.log.Error("no API token; every API call will be refused", "file", filepath.Join(n.cfg.Home, api.TokenFile), "err", err)
+	}
+	mux := http.NewServeMux()
+	h := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) (any, error)) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if token == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+				writeError(w, api.Errorf(api.CodeUnauthorized, http.StatusUnauthorized, "missing or wrong API token (it is in %s)", filepath.Join(n.cfg.Home, api.TokenFile)))
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
+			v, err := fn(w, r)
+			if err != nil {
+				writeError(w, apiError(err))
+				return
+			}
+			if v == nil {
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+			if raw, ok := v.(rawBody); ok {
+				if raw.ctype == "" { // the handler wrote the answer itself
+					return
+				}
+				w.Header().Set("Content-Type", raw.ctype)
+				_, _ = w.Write(raw.b)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(v)
+		})
+	}
+	h("GET /v1/id", n.apiID)
+	h("GET /v1/peers", n.apiPeers)
+	h("GET /v1/partners", n.apiPartners)
+	h("POST /v1/partners", n.apiAddPartner)
+	h("DELETE /v1/partners/{id}", n.apiRemovePartner)
+	h("GET /v1/channels", n.apiChannels)
+	h("POST /v1/channels", n.apiCreateChannel)
+	h("GET /v1/channels/{ch}", n.apiChannel)
+	h("POST /v1/channels/{ch}/invite", n.apiInvite)
+	h("POST /v1/channels/{ch}/remove-member", n.apiRemoveMember)
+	h("POST /v1/channels/{ch}/records", n.apiPublish)
+	h("POST /v1/join", n.apiJoin)
+	h("PUT /v1/profile", n.apiProfile)
+	h("GET /v1/records", n.apiRecords)
+	h("GET /v1/records/{cid}", n.apiGet)
+	h("POST /v1/verify", n.apiVerify)
+	h("GET /v1/verify/{cid}", n.apiVerifyCID)
+	h("GET /v1/kinds", func(http.ResponseWriter, *http.Request) (any, error) { return protocol.Kinds(), nil })
+	h("GET /v1/kinds/{kind}", n.apiSchema)
+	h("GET /v1/events", n.apiEvents)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, api.Errorf(api.CodeNotFound, http.StatusNotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// rawBody is a non-JSON answer.
+type rawBody struct {
+	ctype string
+	b     []byte
+}
+
+func writeError(w http.ResponseWriter, e *api.Error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(e.Status)
+	_ = json.NewEncoder(w).Encode(e)
+}
+
+// badRequest is an error in what the caller sent.
+type badRequest struct{ err error }
+
+func (b badRequest) Error() string { return b.err.Error() }
+func (b badRequest) Unwrap() error { return b.err }
+
+func badf(format string, args ...any) error { return badRequest{fmt.Errorf(format, args...)} }
+
+// apiError maps an error to its API code and HTTP status.
+func apiError(err error) *api.Error {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var mbe *http.MaxBytesError
+	code, status := api.CodeInternal, http.StatusInternalServerError
+	switch {
+	case errors.As(err, &mbe), errors.Is(err, protocol.ErrTooLarge):
+		code, status = api.CodeTooLarge, http.StatusRequestEntityTooLarge
+	case errors.Is(err, protocol.ErrInvalidBody), errors.Is(err, protocol.ErrUnknownKind), errors.Is(err, protocol.ErrMalformed), errors.Is(err, protocol.ErrBadJSON):
+		code, status = api.CodeInvalidRecord, http.StatusUnprocessableEntity
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, errNoChannel):
+		code, status = api.CodeNotFound, http.StatusNotFound
+	case errors.Is(err, ErrNotJoined), errors.Is(err, ErrNotMember), errors.Is(err, ErrRemoved):
+		code, status = api.CodeNotMember, http.StatusForbidden
+	case errors.Is(err, ErrNotAdmin):
+		code, status = api.CodeNotAdmin, http.StatusForbidden
+	case errors.Is(err, errAmbiguous):
+		code, status = api.CodeAmbiguous, http.StatusConflict
+	case errors.As(err, new(badRequest)), errors.Is(err, ErrBadInvite):
+		code, status = api.CodeBadRequest, http.StatusBadRequest
+	case errors.Is(err, errClosed), errors.Is(err, context.DeadlineExceeded):
+		code, status = api.CodeUnavailable, http.StatusServiceUnavailable
+	}
+	return &api.Error{Code: code, Message: err.Error(), Status: status}
+}
+
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("request body: %w (the limit is %d bytes)", protocol.ErrTooLarge, mbe.Limit)
+		}
+		return badf("request body is not the expected JSON: %v", err)
+	}
+	return nil
+}
+
+func parsePeer(s string) (peer.ID, error) {
+	p, err := peer.Decode(s)
+	if err != nil {
+		return "", badf("%q is not a peer ID (they look like 12D3KooW…): %v", s, err)
+	}
+	return p, nil
+}
+
+var (
+	errNoChannel = errors.New("no such channel")
+	errAmbiguous = errors.New("channel name is ambiguous")
+)
+
+// resolveChannel finds a channel by ID or by unambiguous name.
+func (n *Node) resolveChannel(ref string) (cid.Cid, error) {
+	if c, err := cid.Decode(ref); err == nil {
+		if _, ok := n.gov.channel(c); ok {
+			return c, nil
+		}
+		return cid.Undef, fmt.Errorf("%w: %s (see `sangsaeng channel ls`)", errNoChannel, ref)
+	}
+	ids := n.gov.byName(ref)
+	switch len(ids) {
+	case 0:
+		return cid.Undef, fmt.Errorf("%w named %q (see `sangsaeng channel ls`)", errNoChannel, ref)
+	case 1:
+		return ids[0], nil
+	}
+	return cid.Undef, fmt.Errorf("%w: %d channels are named %q; use the channel ID", errAmbiguous, len(ids), ref)
+}
+
+func (n *Node) apiID(http.ResponseWriter, *http.Request) (any, error) {
+	return api.ID{ID: n.self.String(), Name: n.cfg.Name, Addrs: n.addrs()}, nil
+}
+
+func (n *Node) apiPeers(http.ResponseWriter, *http.Request) (any, error) {
+	out := []api.Peer{}
+	for _, p := range n.host.Network().Peers() {
+		ap := api.Peer{ID: p.String(), Name: n.gov.name(p), Addrs: []string{}, Channels: []string{}}
+		for _, c := range n.host.Network().ConnsToPeer(p) {
+			ap.Addrs = append(ap.Addrs, c.RemoteMultiaddr().String())
+		}
+		ap.LatencyMs = float64(n.host.Peerstore().LatencyEWMA(p).Microseconds()) / 1000
+		for _, ch := range n.gov.shared(p) {
+			ap.Channels = append(ap.Channels, ch.String())
+		}
+		slices.Sort(ap.Channels)
+		out = append(out, ap)
+	}
+	slices.SortFunc(out, func(a, b api.Peer) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+func (n *Node) apiPartners(http.ResponseWriter, *http.Request) (any, error) {
+	out := []api.Partner{}
+	for p, e := range n.partners.all() {
+		name := e.Name
+		if name == "" {
+			name = n.gov.name(p)
+		}
+		out = append(out, api.Partner{ID: p.String(), Name: name, Addrs: append([]string{}, e.Addrs...)})
+	}
+	slices.SortFunc(out, func(a, b api.Partner) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+func (n *Node) apiAddPartner(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var req api.Partner
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	p, err := parsePeer(req.ID)
+	if err != nil {
+		return nil, err
+	}
+	var addrs []ma.Multiaddr
+	for _, s := range req.Addrs {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, badf("address %q is not a multiaddr (like /ip4/203.0.113.7/tcp/4801): %v", s, err)
+		}
+		if _, last := ma.SplitLast(a); last != nil && last.Protocol().Code == ma.P_P2P {
+			a, _ = ma.SplitLast(a)
+		}
+		addrs = append(addrs, a)
+	}
+	if err := n.AddPartner(r.Context(), p, addrs, req.Name); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+func (n *Node) apiRemovePartner(_ http.ResponseWriter, r *http.Request) (any, error) {
+	p, err := parsePeer(r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	if !n.partners.has(p) {
+		return nil, fmt.Errorf("partner %s: %w", p, store.ErrNotFound)
+	}
+	return nil, n.RemovePartner(p)
+}
+
+// channelView builds the API shape of a channel.
+func (n *Node) channelView(ch cid.Cid) (*api.Channel, error) {
+	snap, ok := n.gov.channel(ch)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", errNoChannel, ch)
+	}
+	v := &api.Channel{ID: ch.String(), Name: snap.name, Admins: []string{}, Members: []string{}, Heads: map[string]uint64{}}
+	for _, p := range snap.admins {
+		v.Admins = append(v.Admins, p.String())
+	}
+	for _, p := range snap.members {
+		v.Members = append(v.Members, p.String())
+	}
+	if len(snap.removed) > 0 {
+		v.Removed = map[string]uint64{}
+		for p, last := range snap.removed {
+			v.Removed[p.String()] = last
+		}
+	}
+	heads, err := n.store.Heads(ch)
+	if err != nil {
+		return nil, err
+	}
+	for p, h := range heads {
+		v.Heads[p.String()] = h
+	}
+	forks, err := n.store.Forks(ch)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range forks {
+		af := api.Fork{Author: f.Author.String(), Seq: f.Seq}
+		for _, c := range f.CIDs {
+			af.CIDs = append(af.CIDs, c.String())
+		}
+		v.Forks = append(v.Forks, af)
+		if !slices.Contains(v.Flagged, af.Author) {
+			v.Flagged = append(v.Flagged, af.Author)
+		}
+	}
+	return v, nil
+}
+
+func (n *Node) apiChannels(http.ResponseWriter, *http.Request) (any, error) {
+	out := []api.Channel{}
+	for _, ch := range n.gov.joined() {
+		v, err := n.channelView(ch)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *v)
+	}
+	slices.SortFunc(out, func(a, b api.Channel) int { return strings.Compare(a.Name+a.ID, b.Name+b.ID) })
+	return out, nil
+}
+
+func (n *Node) apiChannel(_ http.ResponseWriter, r *http.Request) (any, error) {
+	ch, err := n.resolveChannel(r.PathValue("ch"))
+	if err != nil {
+		return nil, err
+	}
+	return n.channelView(ch)
+}
+
+func (n *Node) apiCreateChannel(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var req api.CreateChannel
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	var members []peer.ID
+	for _, s := range req.Members {
+		p, err := parsePeer(s)
+		if err != nil {
+			return nil, err
+		}
+		members = append(members, p)
+	}
+	ch, err := n.CreateChannel(r.Context(), req.Name, req.Description, members)
+	if err != nil {
+		return nil, err
+	}
+	return n.channelView(ch)
+}
+
+func (n *Node) apiInvite(_ http.ResponseWriter, r *http.Request) (any, error) {
+	ch, err := n.resolveChannel(r.PathValue("ch"))
+	if err != nil {
+		return nil, err
+	}
+	var req api.InviteRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	p, err := parsePeer(req.Peer)
+	if err != nil {
+		return nil, err
+	}
+	code, err := n.Invite(r.Context(), ch, p)
+	if err != nil {
+		return nil, err
+	}
+	return api.Invite{Code: code}, nil
+}
+
+func (n *Node) apiJoin(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var req api.JoinRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	ch, err := n.Join(r.Context(), req.Code)
+	if err != nil {
+		return nil, err
+	}
+	return n.channelView(ch)
+}
+
+func (n *Node) apiRemoveMember(_ http.ResponseWriter, r *http.Request) (any, error) {
+	ch, err := n.resolveChannel(r.PathValue("ch"))
+	if err != nil {
+		return nil, err
+	}
+	var req api.RemoveMember
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	p, err := parsePeer(req.Peer)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.RemoveMember(r.Context(), ch, p); err != nil {
+		return nil, err
+	}
+	return n.channelView(ch)
+}
+
+func (n *Node) apiPublish(_ http.ResponseWriter, r *http.Request) (any, error) {
+	ch, err := n.resolveChannel(r.PathValue("ch"))
+	if err != nil {
+		return nil, err
+	}
+	var req api.Publish
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Kind == "" {
+		return nil, badf("kind is missing; see `sangsaeng kinds`")
+	}
+	if len(req.Body) == 0 {
+		return nil, badf("body is missing")
+	}
+	body, err := protocol.ParseBody(req.Body)
+	if err != nil {
+		return nil, err
+	}
+	var links []protocol.Link
+	for i, l := range req.Links {
+		c, err := cid.Decode(l.CID)
+		if err != nil {
+			return nil, badf("links/%d: %q is not a CID: %v", i, l.CID, err)
+		}
+		links = append(links, protocol.Link{Rel: l.Rel, CID: c})
+	}
+	s, err := n.Publish(r.Context(), ch, req.Kind, body, links)
+	if err != nil {
+		return nil, err
+	}
+	return api.Published{CID: s.CID.String(), Seq: s.Record.Seq}, nil
+}
+
+func (n *Node) apiProfile(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var req api.Profile
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	return nil, n.SetProfile(r.Context(), req.Name, req.BRN)
+}
+
+func parseCID(s string) (cid.Cid, error) {
+	c, err := cid.Decode(s)
+	if err != nil {
+		return cid.Undef, badf("%q is not a CID (they look like bafyrei…): %v", s, err)
+	}
+	return c, nil
+}
+
+func (n *Node) apiGet(_ http.ResponseWriter, r *http.Request) (any, error) {
+	c, err := parseCID(r.PathValue("cid"))
+	if err != nil {
+		return nil, err
+	}
+	s, err := n.store.Get(c)
+	if err != nil {
+		return nil, err
+	}
+	if raw := r.URL.Query().Get("raw"); raw != "" && raw != "0" {
+		return rawBody{ctype: "application/octet-stream", b: s.Envelope}, nil
+	}
+	return s.JSON()
+}
+
+func (n *Node) apiRecords(_ http.ResponseWriter, r *http.Request) (any, error) {
+	q := r.URL.Query()
+	limit := 100
+	if s := q.Get("limit"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 || v > 10000 {
+			return nil, badf("limit %q must be a number from 1 to 10000", s)
+		}
+		limit = v
+	}
+	var since int64
+	if s := q.Get("since"); s != "" {
+		t, err := protocol.ParseTime(s)
+		if err != nil {
+			if d, derr := time.ParseDuration(s); derr == nil {
+				t, err = time.Now().Add(-d).UnixMilli(), nil
+			}
+		}
+		if err != nil {
+			return nil, badf("since %q must be an RFC 3339 time or a duration like 24h", s)
+		}
+		since = t
+	}
+	var author peer.ID
+	if s := q.Get("author"); s != "" {
+		p, err := parsePeer(s)
+		if err != nil {
+			return nil, err
+		}
+		author = p
+	}
+	kind := q.Get("kind")
+	var chans []cid.Cid
+	if s := q.Get("channel"); s != "" {
+		ch, err := n.resolveChannel(s)
+		if err != nil {
+			return nil, err
+		}
+		chans = []cid.Cid{ch}
+	} else {
+		chans = n.gov.joined()
+	}
+	keep := func(s *protocol.Signed) bool {
+		return (kind == "" || s.Record.Kind == kind) && (author == "" || s.Record.Author == author)
+	}
+	var recs []*protocol.Signed
+	for _, ch := range chans {
+		cursor := ""
+	scan:
+		for {
+			page, next, err := n.store.ByChannel(ch, 500, cursor)
+			if err != nil {
+				return nil, err
+			}
+			for _, s := range page {
+				if s.Record.Time < since {
+					break scan // newest first: the rest are older
+				}
+				if keep(s) {
+					recs = append(recs, s)
+					if len(recs) >= limit && len(chans) == 1 {
+						break scan
+					}
+				}
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+	}
+	slices.SortStableFunc(recs, func(a, b *protocol.Signed) int {
+		switch {
+		case a.Record.Time > b.Record.Time:
+			return -1
+		case a.Record.Time < b.Record.Time:
+			return 1
+		}
+		return 0
+	})
+	if len(recs) > limit {
+		recs = recs[:limit]
+	}
+	out := make([]*protocol.JSONRecord, 0, len(recs))
+	for _, s := range recs {
+		j, err := s.JSON()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+// verify checks an envelope as a record arriving from a partner would be
+// checked, and its place in the author's chain as far as the store holds it.
+func (n *Node) verify(env []byte) *api.Verify {
+	v := &api.Verify{Errors: []string{}}
+	s, err := protocol.Open(env)
+	if err != nil {
+		if c, cerr := protocol.EnvelopeCID(env); cerr == nil {
+			v.CID = c.String()
+		}
+		v.Errors = append(v.Errors, "signature: "+err.Error())
+		return v
+	}
+	v.CID, v.Author = s.CID.String(), s.Record.Author.String()
+	if err := n.gov.check(s); err != nil {
+		v.Errors = append(v.Errors, "membership: "+err.Error())
+	}
+	if err := protocol.ValidateBody(s.Record.Kind, s.Record.Body); err != nil {
+		v.Errors = append(v.Errors, "schema: "+err.Error())
+	}
+	ch := s.ChannelOf()
+	if s.Record.Seq > 1 {
+		prev, err := n.store.ByAuthor(ch, s.Record.Author, s.Record.Seq-1, s.Record.Seq-1)
+		switch {
+		case err != nil:
+			v.Errors = append(v.Errors, "chain: "+err.Error())
+		case len(prev) == 0:
+			v.Errors = append(v.Errors, fmt.Sprintf("chain: seq %d of the author is not held here, so the prev link is unchecked", s.Record.Seq-1))
+		default:
+			if err := protocol.CheckNext(prev[0], s); err != nil {
+				v.Errors = append(v.Errors, "chain: "+err.Error())
+			}
+		}
+	}
+	if held, err := n.store.ByAuthor(ch, s.Record.Author, s.Record.Seq, s.Record.Seq); err == nil && len(held) == 1 && held[0].CID != s.CID {
+		v.Errors = append(v.Errors, fmt.Sprintf("chain: seq %d is held by another record, %s: this one is fork evidence", s.Record.Seq, held[0].CID))
+	}
+	v.OK = len(v.Errors) == 0
+	return v
+}
+
+func (n *Node) apiVerify(_ http.ResponseWriter, r *http.Request) (any, error) {
+	env, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fmt.Errorf("envelope: %w (the limit is %d bytes)", protocol.ErrTooLarge, protocol.MaxEnvelopeSize)
+		}
+		return nil, err
+	}
+	return n.verify(env), nil
+}
+
+func (n *Node) apiVerifyCID(_ http.ResponseWriter, r *http.Request) (any, error) {
+	c, err := parseCID(r.PathValue("cid"))
+	if err != nil {
+		return nil, err
+	}
+	s, err := n.store.Get(c)
+	if err != nil {
+		return nil, err
+	}
+	v := n.verify(s.Envelope)
+	return v, nil
+}
+
+func (n *Node) apiSchema(_ http.ResponseWriter, r *http.Request) (any, error) {
+	kind := r.PathValue("kind")
+	b, ok := protocol.Schema(kind)
+	if !ok {
+		return nil, fmt.Errorf("%w %q (see `sangsaeng kinds`)", protocol.ErrUnknownKind, kind)
+	}
+	return rawBody{ctype: "application/schema+json", b: b}, nil
+}
+
+// apiEvents streams accepted records as server-sent events.
+func (n *Node) apiEvents(w http.ResponseWriter, r *http.Request) (any, error) {
+	ch := cid.Undef
+	if s := r.URL.Query().Get("channel"); s != "" {
+		c, err := n.resolveChannel(s)
+		if err != nil {
+			return nil, err
+		}
+		ch = c
+	}
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		return nil, errors.New("streaming is not supported by this connection")
+	}
+	recs, stop := n.Watch(ch)
+	defer stop()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, ": sangsaeng events\n\n")
+	fl.Flush()
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return rawBody{}, nil
+		case <-keepalive.C:
+			_, _ = io.WriteString(w, ": keepalive\n\n")
+			fl.Flush()
+		case s, ok := <-recs:
+			if !ok {
+				return rawBody{}, nil
+			}
+			j, err := s.MarshalJSON()
+			if err != nil {
+				continue
+			}
+			fmt.Fprintf(w, "id: %s\nevent: record\ndata: %s\n\n", s.CID, j)
+			fl.Flush()
+		}
+	}
+}
