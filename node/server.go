@@ -65,6 +65,7 @@ func (n *Node) Handler() http.Handler {
 			}
 			w.Header().Set("Content-Type", "application/json")
 			enc := json.NewEncoder(w)
+			enc.SetEscapeHTML(false)
 			enc.SetIndent("", "  ")
 			_ = enc.Encode(v)
 		})

@@ -353,6 +353,8 @@ func writeJSON(buf *bytes.Buffer, v any, depth int) error {
 }
 
 func writeJSONString(buf *bytes.Buffer, s string) {
-	q, _ := json.Marshal(s) // a string always marshals
-	buf.Write(q)
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)           // a string always encodes
+	buf.Truncate(buf.Len() - 1) // the encoder's newline
 }

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/BurntSushi/toml"
 )
 
 // Client calls a node's local API.
@@ -39,9 +41,10 @@ func NewClient(addr, token string) *Client {
 	}
 }
 
-// FromHome returns a client of the daemon of the node in home: the token from
-// api.token, the address from api.addr (written by the running daemon), or
-// addr when it is not empty, or DefaultAddr.
+// FromHome returns a client of the daemon of the node in home, with the token
+// from api.token. The address is addr when not empty, else the one in
+// api.addr (written by the running daemon), else the api setting of
+// config.toml, else DefaultAddr.
 func FromHome(home, addr string) (*Client, error) {
 	tok, err := os.ReadFile(filepath.Join(home, TokenFile))
 	if err != nil {
@@ -53,6 +56,16 @@ func FromHome(home, addr string) (*Client, error) {
 	if addr == "" {
 		if b, err := os.ReadFile(filepath.Join(home, AddrFile)); err == nil {
 			addr = strings.TrimSpace(string(b))
+		}
+	}
+	if addr == "" {
+		// A stopped daemon leaves no api.addr; the configured address says
+		// where it will be, so an error can name the right one.
+		var cfg struct {
+			API string `toml:"api"`
+		}
+		if _, err := toml.DecodeFile(filepath.Join(home, "config.toml"), &cfg); err == nil {
+			addr = cfg.API
 		}
 	}
 	if addr == "" {
