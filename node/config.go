@@ -79,7 +79,7 @@ func DefaultConfig() *Config {
 		API:          api.DefaultAddr,
 		LogLevel:     "info",
 		MDNS:         true,
-		SyncInterval: Duration{time.Minute},
+		SyncInterval: Duration{30 * time.Second},
 	}
 }
 

@@ -124,6 +124,7 @@ func (n *Node) Join(ctx context.Context, code string) (cid.Cid, error) {
 	if !n.gov.isJoined(ch) {
 		return cid.Undef, fmt.Errorf("join %s: %w: the inviter's governance chain does not list this node", ch, ErrNotJoined)
 	}
+	n.sync.schedule(inviter.ID, ch) // the channel's history, and our own head
 	mctx, mcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer mcancel()
 	if !n.waitMesh(mctx, ch, inviter.ID) {

@@ -21,6 +21,11 @@ type metrics struct {
 	refused    prometheus.Counter
 	rpcDropped prometheus.Counter
 	psDropped  *prometheus.CounterVec
+
+	syncRuns    *prometheus.CounterVec
+	syncLag     *prometheus.GaugeVec
+	syncRefused prometheus.Counter
+	syncServed  prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -50,8 +55,20 @@ func newMetrics() *metrics {
 		psDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sangsaeng_pubsub_dropped_total", Help: "Pubsub messages dropped by gossipsub's queues.",
 		}, []string{"queue"}),
+		syncRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sangsaeng_sync_runs_total", Help: "Syncs this node asked for, by result.",
+		}, []string{"result"}),
+		syncLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sangsaeng_sync_lag_records", Help: "Records a partner held that this node lacked, after the last sync with it.",
+		}, []string{"peer", "channel"}),
+		syncRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sangsaeng_sync_refused_total", Help: "Sync requests refused because the asker is not a member.",
+		}),
+		syncServed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sangsaeng_sync_served_records_total", Help: "Records sent to partners that asked by sync.",
+		}),
 	}
-	m.reg.MustRegister(m.accepted, m.published, m.duplicates, m.forks, m.rejected, m.refused, m.rpcDropped, m.psDropped,
+	m.reg.MustRegister(m.syncRuns, m.syncLag, m.syncRefused, m.syncServed, m.accepted, m.published, m.duplicates, m.forks, m.rejected, m.refused, m.rpcDropped, m.psDropped,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -60,6 +77,9 @@ func newMetrics() *metrics {
 type psTracer struct {
 	m    *metrics
 	mesh *meshes
+	// grafted is called (on gossipsub's event loop: it must not block) when
+	// a peer joins a mesh of the node.
+	grafted func(p peer.ID, topic string)
 }
 
 var _ pubsub.RawTracer = (*psTracer)(nil)
@@ -90,7 +110,12 @@ func (t *psTracer) UndeliverableMessage(*pubsub.Message) {
 	t.m.psDropped.WithLabelValues("subscription").Inc()
 }
 
-func (t *psTracer) Graft(p peer.ID, topic string) { t.mesh.set(topic, p, true) }
+func (t *psTracer) Graft(p peer.ID, topic string) {
+	t.mesh.set(topic, p, true)
+	if t.grafted != nil {
+		t.grafted(p, topic)
+	}
+}
 func (t *psTracer) Prune(p peer.ID, topic string) { t.mesh.set(topic, p, false) }
 
 // meshes records which peers are in the node's mesh of each topic.
@@ -112,6 +137,15 @@ func (m *meshes) set(topic string, p peer.ID, in bool) {
 		m.m[topic][p] = true
 	} else {
 		delete(m.m[topic], p)
+	}
+}
+
+// drop removes a disconnected peer from every mesh.
+func (m *meshes) drop(p peer.ID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, peers := range m.m {
+		delete(peers, p)
 	}
 }
 

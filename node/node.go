@@ -48,6 +48,7 @@ type Node struct {
 	metrics  *metrics
 	gater    *gater
 	mesh     meshes
+	sync     *syncer
 
 	mu     sync.Mutex
 	topics map[cid.Cid]*channelTopic
@@ -168,7 +169,10 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 		n.host.Close()
 		return nil, err
 	}
+	n.sync = newSyncer(n)
 	n.host.SetStreamHandler(JoinID, n.handleJoin)
+	n.host.SetStreamHandler(SyncID, n.handleSync)
+	n.host.SetStreamHandler(FetchID, n.handleFetch)
 	ok = true
 	return n, nil
 }
@@ -195,6 +199,7 @@ func (n *Node) Start() error {
 	}
 	n.wg.Add(1)
 	go n.dialLoop()
+	n.sync.start()
 	if n.cfg.MDNS {
 		n.mdns = mdns.NewMdnsService(n.host, "sangsaeng", &mdnsNotifee{n: n})
 		if err := n.mdns.Start(); err != nil {

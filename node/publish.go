@@ -27,6 +27,9 @@ func (n *Node) Publish(ctx context.Context, ch cid.Cid, kind string, body map[st
 	if !n.gov.isJoined(ch) {
 		return nil, fmt.Errorf("publish in %s: %w", ch, ErrNotJoined)
 	}
+	if err := n.sync.confirmOwnHead(ctx, ch); err != nil {
+		return nil, err
+	}
 	s, err := n.sealNext(ch, kind, body, links)
 	if err != nil {
 		return nil, err
@@ -142,6 +145,7 @@ func (n *Node) CreateChannel(ctx context.Context, name, description string, memb
 	if _, err := n.store.Put(s); err != nil {
 		return cid.Undef, fmt.Errorf("channel create: %w", err)
 	}
+	n.sync.confirm(s.CID)
 	n.accepted(s)
 	n.shareProfile(ctx, s.CID)
 	n.log.Info("channel created", "channel", s.CID, "name", name)

@@ -60,7 +60,8 @@ func newPubSub(n *Node) (*pubsub.PubSub, error) {
 		pubsub.WithPeerOutboundQueueSize(queueSize),
 		pubsub.WithValidateQueueSize(queueSize),
 		pubsub.WithMaxMessageSize(protocol.MaxEnvelopeSize+64<<10),
-		pubsub.WithRawTracer(&psTracer{m: n.metrics, mesh: &n.mesh}),
+		pubsub.WithLogger(n.log.With("sys", "pubsub")),
+		pubsub.WithRawTracer(&psTracer{m: n.metrics, mesh: &n.mesh, grafted: n.grafted}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("gossipsub: %w", err)
@@ -257,12 +258,17 @@ func (n *Node) store1(s *protocol.Signed, from peer.ID) error {
 		n.metrics.duplicates.Inc()
 		return fmt.Errorf("%w: %s already stored", errIgnore, s.CID)
 	case store.Forked:
-		n.metrics.forks.Inc()
-		n.log.Error("equivocation: author signed two records for one seq; both kept as evidence",
-			"channel", s.ChannelOf(), "peer", s.Record.Author, "seq", s.Record.Seq, "cid", s.CID, "from", from)
+		n.forked(s, from)
 		return fmt.Errorf("%w: fork evidence %s", errIgnore, s.CID)
 	}
 	n.accepted(s)
+	// A record beyond the author's contiguous head shows a gap: ask the
+	// sender, which has just shown it holds the author's chain, to fill it.
+	if from != n.self {
+		if head, err := n.store.Head(s.ChannelOf(), s.Record.Author); err == nil && head < s.Record.Seq {
+			n.sync.schedule(from, s.ChannelOf())
+		}
+	}
 	return nil
 }
 
@@ -308,6 +314,26 @@ func rejectReason(err error) string {
 	}
 	return "other"
 }
+
+// grafted syncs with a peer shortly after it joins a channel's mesh:
+// records published while the mesh was forming (after a restart or a
+// reconnection) went to nobody, and nothing else would bring them before
+// the next periodic sync.
+func (n *Node) grafted(p peer.ID, topic string) {
+	ch, ok := topicChannel(topic)
+	if !ok {
+		return
+	}
+	time.AfterFunc(graftSyncDelay, func() {
+		if n.ctx.Err() == nil {
+			n.sync.schedule(p, ch)
+		}
+	})
+}
+
+// graftSyncDelay is how long after a graft the node syncs with the peer:
+// long enough for a record published in the race to be stored by its author.
+const graftSyncDelay = 500 * time.Millisecond
 
 // waitMesh waits until p is in the node's mesh for ch, or ctx ends. Records
 // published before then may reach p only through sync.

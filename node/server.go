@@ -288,6 +288,14 @@ func (n *Node) channelView(ch cid.Cid) (*api.Channel, error) {
 	for p, h := range heads {
 		v.Heads[p.String()] = h
 	}
+	for p, st := range n.sync.statusOf(ch) {
+		ss := api.SyncStatus{Peer: p.String(), Behind: st.behind, Received: st.received, Error: st.err}
+		if !st.last.IsZero() {
+			ss.Last = st.last.UTC().Format(time.RFC3339)
+		}
+		v.Sync = append(v.Sync, ss)
+	}
+	slices.SortFunc(v.Sync, func(a, b api.SyncStatus) int { return strings.Compare(a.Peer, b.Peer) })
 	forks, err := n.store.Forks(ch)
 	if err != nil {
 		return nil, err

@@ -55,6 +55,22 @@ type Channel struct {
 	Flagged []string `json:"flagged,omitempty"`
 	// Forks is the fork evidence held: both CIDs of every equivocation.
 	Forks []Fork `json:"forks,omitempty"`
+	// Sync is how far behind each partner this node was at its last sync.
+	Sync []SyncStatus `json:"sync,omitempty"`
+}
+
+// SyncStatus is the state of sync with one partner in one channel.
+type SyncStatus struct {
+	Peer string `json:"peer"`
+	// Behind counts the records the partner held that this node still
+	// lacked after the last sync (0 when caught up).
+	Behind uint64 `json:"behind"`
+	// Received counts the records the last sync brought.
+	Received uint64 `json:"received"`
+	// Last is when the last sync finished (RFC 3339), empty if none has.
+	Last string `json:"last,omitempty"`
+	// Error is why the last sync failed, if it did.
+	Error string `json:"error,omitempty"`
 }
 
 // Fork is equivocation evidence: two records by one author for one seq.

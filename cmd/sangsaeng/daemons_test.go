@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sangsaeng/sangsaeng/node/api"
+)
+
+// These tests build the binary and run daemons as separate processes on
+// loopback, driving them only through the CLI, as an operator would.
+
+// buildBinary builds cmd/sangsaeng once per test into a temp dir.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts daemons as separate processes; skipped with -short")
+	}
+	bin := filepath.Join(t.TempDir(), "sangsaeng")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// daemon is a running `sangsaeng daemon` process.
+type daemon struct {
+	t    *testing.T
+	bin  string
+	home string
+	name string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+	id   string
+}
+
+// startDaemon inits a home on loopback with random ports and starts the daemon.
+func startDaemon(t *testing.T, bin, name string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, bin: bin, home: t.TempDir(), name: name}
+	d.mustRun("init", "--name", name, "--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--api", "127.0.0.1:0")
+	d.start()
+	t.Cleanup(func() { d.stop() })
+	var id api.ID
+	d.mustJSON(&id, "id")
+	d.id = id.ID
+	return d
+}
+
+func (d *daemon) start() {
+	d.t.Helper()
+	d.log = &bytes.Buffer{}
+	d.cmd = exec.Command(d.bin, "daemon", "--home", d.home, "--log-level", "debug")
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(d.home, api.AddrFile)); err == nil {
+			if _, _, err := d.run("id"); err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("%s: daemon did not start:\n%s", d.name, d.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (d *daemon) stop() {
+	if d.cmd == nil || d.cmd.ProcessState != nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			d.t.Errorf("%s: daemon exited with %v:\n%s", d.name, err, d.log)
+		}
+	case <-time.After(15 * time.Second):
+		_ = d.cmd.Process.Kill()
+		d.t.Errorf("%s: daemon did not stop on SIGTERM", d.name)
+	}
+}
+
+// run runs a CLI command against the daemon's home.
+func (d *daemon) run(args ...string) (stdout, stderr string, err error) {
+	var o, e bytes.Buffer
+	c := exec.Command(d.bin, append(args, "--home", d.home)...)
+	c.Stdout, c.Stderr = &o, &e
+	err = c.Run()
+	return o.String(), e.String(), err
+}
+
+func (d *daemon) mustRun(args ...string) string {
+	d.t.Helper()
+	out, errOut, err := d.run(args...)
+	if err != nil {
+		d.t.Fatalf("%s: sangsaeng %s: %v\n%s", d.name, strings.Join(args, " "), err, errOut)
+	}
+	return out
+}
+
+func (d *daemon) mustJSON(v any, args ...string) {
+	d.t.Helper()
+	out := d.mustRun(append(args, "--json")...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		d.t.Fatalf("%s: sangsaeng %s --json printed %q: %v", d.name, strings.Join(args, " "), out, err)
+	}
+}
+
+// waitRecord polls `get` until the daemon holds the record.
+func (d *daemon) waitRecord(c string) api.Record {
+	d.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, _, err := d.run("get", c, "--json")
+		if err == nil {
+			var r api.Record
+			if err := json.Unmarshal([]byte(out), &r); err != nil {
+				d.t.Fatal(err)
+			}
+			return r
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("%s did not receive %s within 15s:\n%s", d.name, c, d.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func tempFile(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const orderJSON = `{
+  "docId": "PO-HB-2611-001", "docVersion": 1, "issuedAt": "2026-11-23T09:00:00+09:00",
+  "buyer": {"scheme": "kr-brn", "id": "1388101230", "name": "한빛모터스"},
+  "seller": {"scheme": "kr-brn", "id": "3128600455", "name": "대성정밀"},
+  "lines": [{"lineId": "10", "item": {"buyerPartNo": "58101-3X000"},
+             "quantity": {"value": "2400", "unit": "H87"}, "requestedDelivery": {"date": "2026-11-27"}}]
+}`
+
+// TestDaemons runs three daemons (an OEM, a tier-1, a tier-2) in separate
+// processes: channels by invite code, sharing both ways, isolation of the
+// channel the OEM is not in, get --raw, verify, and schema errors.
+func TestDaemons(t *testing.T) {
+	bin := buildBinary(t)
+	oem, t1, t2 := startDaemon(t, bin, "한빛모터스"), startDaemon(t, bin, "대성정밀"), startDaemon(t, bin, "세진소재")
+
+	var up, down api.Channel
+	oem.mustJSON(&up, "channel", "create", "oem-t1")
+	var inv api.Invite
+	oem.mustJSON(&inv, "channel", "invite", "oem-t1", t1.id)
+	t1.mustRun("channel", "join", inv.Code)
+	t1.mustJSON(&down, "channel", "create", "t1-t2")
+	t1.mustJSON(&inv, "channel", "invite", "t1-t2", t2.id)
+	t2.mustRun("channel", "join", inv.Code)
+
+	// OEM → tier-1, and the record arrives intact.
+	var pub api.Published
+	oem.mustJSON(&pub, "publish", "oem-t1", "order", tempFile(t, "po.json", orderJSON))
+	got := t1.waitRecord(pub.CID)
+	if got.Kind != "order" || got.Author != oem.id || got.Channel != up.ID {
+		t.Fatalf("tier-1 got %+v", got)
+	}
+
+	// Tier-1 → OEM: both ways, with a link, from stdin.
+	resp := `{"docId": "OR-1", "docVersion": 1, "issuedAt": "2026-11-23T11:30:00+09:00",
+	  "orderRef": {"docId": "PO-HB-2611-001"}, "seller": {"scheme": "vendor", "id": "DS"},
+	  "buyer": {"scheme": "vendor", "id": "HB"}, "responseCode": "accepted"}`
+	c := exec.Command(bin, "publish", up.ID, "order-response", "-", "--link", "responds-to="+pub.CID, "--home", t1.home, "--json")
+	c.Stdin = strings.NewReader(resp)
+	out, err := c.Output()
+	if err != nil {
+		t.Fatalf("publish from stdin: %v", err)
+	}
+	var pub2 api.Published
+	if err := json.Unmarshal(out, &pub2); err != nil {
+		t.Fatal(err)
+	}
+	if r := oem.waitRecord(pub2.CID); len(r.Links) != 1 || r.Links[0].CID != pub.CID {
+		t.Fatalf("the response lost its link: %+v", r.Links)
+	}
+
+	// Tier-1 → tier-2 in the other channel; the OEM, connected to the
+	// tier-1, must not get it.
+	var pub3 api.Published
+	t1.mustJSON(&pub3, "publish", "t1-t2", "note", tempFile(t, "note.json", `{"text": "마찰재 400kg 발주합니다"}`))
+	t2.waitRecord(pub3.CID)
+	var peers []api.Peer
+	oem.mustJSON(&peers, "peers")
+	connected := false
+	for _, p := range peers {
+		connected = connected || p.ID == t1.id
+	}
+	if !connected {
+		t.Fatalf("the OEM is not connected to the tier-1: %+v", peers)
+	}
+	// A later record in the OEM's own channel: when it has arrived, the
+	// tier-1–tier-2 note would have too, had it leaked.
+	var probe api.Published
+	t1.mustJSON(&probe, "publish", "oem-t1", "note", tempFile(t, "probe.json", `{"text": "probe"}`))
+	oem.waitRecord(probe.CID)
+	if _, errOut, err := oem.run("get", pub3.CID); err == nil || !strings.Contains(errOut, "not found") {
+		t.Fatalf("the OEM holds a record of a channel it is not in (err %v, %s)", err, errOut)
+	}
+	var recs []api.Record
+	oem.mustJSON(&recs, "records", "--limit", "1000")
+	for _, r := range recs {
+		if r.Channel == down.ID {
+			t.Fatalf("the OEM lists a record of the tier-1–tier-2 channel: %+v", r)
+		}
+	}
+
+	// get --raw gives the envelope; verify checks it, online and offline.
+	raw, _, err := t2.run("get", pub3.CID, "--raw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	envFile := tempFile(t, "note.env", raw)
+	var v api.Verify
+	t2.mustJSON(&v, "verify", envFile)
+	if !v.OK || v.CID != pub3.CID || v.Author != t1.id {
+		t.Fatalf("verify of the raw envelope: %+v", v)
+	}
+	t2.mustJSON(&v, "verify", pub3.CID)
+	if !v.OK {
+		t.Fatalf("verify by CID: %+v", v)
+	}
+	tampered := []byte(raw)
+	tampered[len(tampered)/2] ^= 0x01
+	if out, _, err := t2.run("verify", tempFile(t, "bad.env", string(tampered)), "--json"); err == nil {
+		t.Fatalf("a tampered envelope verified: %s", out)
+	}
+
+	// A body that breaks its schema is refused with the field named.
+	bad := strings.Replace(orderJSON, `"2400"`, `"2,400"`, 1)
+	_, errOut, err := oem.run("publish", "oem-t1", "order", tempFile(t, "bad.json", bad))
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(errOut, "lines/0/quantity/value") {
+		t.Fatalf("bad body: exit %v, stderr %q", err, errOut)
+	}
+
+	// Channel heads agree on both members.
+	var a, b api.Channel
+	oem.mustJSON(&a, "channel", "show", up.ID)
+	t1.mustJSON(&b, "channel", "show", "oem-t1")
+	if a.Heads[t1.id] != b.Heads[t1.id] || a.Heads[oem.id] != b.Heads[oem.id] || a.Heads[t1.id] == 0 {
+		t.Fatalf("heads differ: OEM sees %v, tier-1 %v", a.Heads, b.Heads)
+	}
+
+	// Offline verify once the daemon is gone.
+	t2.stop()
+	outOff, errOff, err := t2.run("verify", envFile)
+	if err != nil || !strings.Contains(errOff+outOff, "offline") {
+		t.Fatalf("offline verify: %v\n%s%s", err, outOff, errOff)
+	}
+	if _, err := os.Stat(filepath.Join(t2.home, api.AddrFile)); !os.IsNotExist(err) {
+		t.Fatalf("api.addr left behind after a clean stop: %v", err)
+	}
+}
+
+// TestDaemonRestart: records and channels survive a restart, and the
+// partner reconnects from the address book.
+func TestDaemonRestart(t *testing.T) {
+	bin := buildBinary(t)
+	a, b := startDaemon(t, bin, "A"), startDaemon(t, bin, "B")
+	var ch api.Channel
+	a.mustJSON(&ch, "channel", "create", "ab")
+	var inv api.Invite
+	a.mustJSON(&inv, "channel", "invite", "ab", b.id)
+	b.mustRun("channel", "join", inv.Code)
+	var p1 api.Published
+	a.mustJSON(&p1, "publish", "ab", "note", tempFile(t, "n.json", `{"text": "one"}`))
+	b.waitRecord(p1.CID)
+
+	b.stop()
+	b.cmd = nil
+	b.start()
+	b.waitRecord(p1.CID) // still there
+	deadline := time.Now().Add(15 * time.Second)
+	for { // B dials A from its address book
+		var peers []api.Peer
+		b.mustJSON(&peers, "peers")
+		if len(peers) == 1 && peers[0].ID == a.id && len(peers[0].Channels) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B did not reconnect to A: %+v\n%s", peers, b.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var p2 api.Published
+	b.mustJSON(&p2, "publish", "ab", "note", tempFile(t, "n2.json", `{"text": "two"}`))
+	if p2.Seq != 2 { // its profile was seq 1
+		t.Fatalf("after restart, B published seq %d, want 2", p2.Seq)
+	}
+	a.waitRecord(p2.CID)
+}

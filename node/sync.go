@@ -1,0 +1,680 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/sangsaeng/sangsaeng/protocol"
+	"github.com/sangsaeng/sangsaeng/store"
+)
+
+// SyncID is the protocol that makes delivery complete: the asker sends its
+// heads vector for a channel, and the answerer streams every record of the
+// channel it holds that the asker lacks, from any author.
+//
+// Frames are a varint length and bytes. Asker: one heads message, then it
+// closes its side. Answerer: a status frame (empty for yes, else the reason),
+// its own heads message, the records' envelopes (governance records first,
+// then each author's records in seq order), and an empty frame to end.
+const SyncID = libp2pproto.ID("/sangsaeng/sync/1.0.0")
+
+// FetchID fetches one record by CID from a member: the asker sends the CID,
+// the answerer a status frame and the envelope.
+const FetchID = libp2pproto.ID("/sangsaeng/fetch/1.0.0")
+
+// Sync tuning.
+const (
+	syncBatch        = 512              // records checked and written together
+	syncWorkers      = 2                // syncs running at once
+	syncFrameTimeout = 30 * time.Second // longest wait for the next frame
+	maxHeadsFrame    = protocol.MaxHeads * 64
+	// ownHeadWait bounds how long a first publish after start waits for a
+	// partner to confirm the node's own head (see confirmOwnHead).
+	ownHeadWait = 15 * time.Second
+)
+
+// ErrOwnHeadUnconfirmed is returned by Publish when no member of the channel
+// could confirm the node's own head since it started.
+var ErrOwnHeadUnconfirmed = errors.New("own head not confirmed by any partner")
+
+// syncJob is a sync of one channel with one peer.
+type syncJob struct {
+	p  peer.ID
+	ch cid.Cid
+}
+
+// syncStatus is what the node knows of how far behind a partner it is.
+type syncStatus struct {
+	last     time.Time
+	behind   uint64 // records the partner held that this node lacked, at the last sync
+	received uint64 // records received in the last sync
+	err      string
+}
+
+// syncer schedules and runs syncs, and answers them.
+type syncer struct {
+	n       *Node
+	queue   chan syncJob
+	mu      sync.Mutex
+	pending map[syncJob]bool
+	status  map[syncJob]*syncStatus
+	// confirmed holds the channels in which a partner has confirmed the
+	// node's own head since start; waiters wait on the channel's signal.
+	confirmed map[cid.Cid]bool
+	signal    map[cid.Cid]chan struct{}
+}
+
+func newSyncer(n *Node) *syncer {
+	return &syncer{
+		n: n, queue: make(chan syncJob, 1024), pending: map[syncJob]bool{},
+		status: map[syncJob]*syncStatus{}, confirmed: map[cid.Cid]bool{}, signal: map[cid.Cid]chan struct{}{},
+	}
+}
+
+// start runs the workers and the periodic anti-entropy, and watches for
+// partners connecting.
+func (s *syncer) start() {
+	n := s.n
+	for range syncWorkers {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			for {
+				select {
+				case <-n.ctx.Done():
+					return
+				case j := <-s.queue:
+					s.mu.Lock()
+					delete(s.pending, j)
+					s.mu.Unlock()
+					s.run(j)
+				}
+			}
+		}()
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		t := time.NewTicker(n.cfg.SyncInterval.Duration)
+		defer t.Stop()
+		for {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-t.C:
+				s.all()
+			}
+		}
+	}()
+	n.host.Network().Notify(&network.NotifyBundle{
+		ConnectedF: func(_ network.Network, c network.Conn) {
+			p := c.RemotePeer()
+			for _, ch := range n.gov.shared(p) {
+				s.schedule(p, ch)
+			}
+		},
+		DisconnectedF: func(nw network.Network, c network.Conn) {
+			if nw.Connectedness(c.RemotePeer()) != network.Connected {
+				n.mesh.drop(c.RemotePeer())
+			}
+		},
+	})
+	s.all()
+}
+
+// all schedules a sync of every joined channel with every connected member.
+func (s *syncer) all() {
+	n := s.n
+	for _, ch := range n.gov.joined() {
+		s.channel(ch)
+	}
+}
+
+// channel schedules a sync of ch with every connected member.
+func (s *syncer) channel(ch cid.Cid) int {
+	n := s.n
+	k := 0
+	for _, p := range n.host.Network().Peers() {
+		if n.gov.memberOf(ch, p) {
+			s.schedule(p, ch)
+			k++
+		}
+	}
+	return k
+}
+
+// schedule queues a sync of ch with p unless one is already queued.
+func (s *syncer) schedule(p peer.ID, ch cid.Cid) {
+	if p == s.n.self {
+		return
+	}
+	j := syncJob{p, ch}
+	s.mu.Lock()
+	if s.pending[j] {
+		s.mu.Unlock()
+		return
+	}
+	s.pending[j] = true
+	s.mu.Unlock()
+	select {
+	case s.queue <- j:
+	default: // full: the periodic round will come back to it
+		s.mu.Lock()
+		delete(s.pending, j)
+		s.mu.Unlock()
+	}
+}
+
+// run performs one sync and records its outcome.
+func (s *syncer) run(j syncJob) {
+	n := s.n
+	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+	st, err := n.syncWith(ctx, j.p, j.ch)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.status[j]
+	if cur == nil {
+		cur = &syncStatus{}
+		s.status[j] = cur
+	}
+	if err != nil {
+		cur.err = err.Error()
+		n.metrics.syncRuns.WithLabelValues("error").Inc()
+		if n.ctx.Err() == nil {
+			n.log.Warn("sync failed", "peer", j.p, "channel", j.ch, "err", err)
+		}
+		return
+	}
+	*cur = *st
+	n.metrics.syncRuns.WithLabelValues("ok").Inc()
+	n.metrics.syncLag.WithLabelValues(j.p.String(), j.ch.String()).Set(float64(st.behind))
+	if st.received > 0 {
+		n.log.Info("synced", "peer", j.p, "channel", j.ch, "records", st.received, "took", time.Since(start).Round(time.Millisecond))
+	}
+	if !s.confirmed[j.ch] {
+		s.confirmed[j.ch] = true
+		if c := s.signal[j.ch]; c != nil {
+			close(c)
+			delete(s.signal, j.ch)
+		}
+	}
+}
+
+// confirm marks ch's own head as confirmed without a partner: the node
+// founded the channel, so nobody else can hold records of its in it.
+func (s *syncer) confirm(ch cid.Cid) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.confirmed[ch] = true
+	if c := s.signal[ch]; c != nil {
+		close(c)
+		delete(s.signal, ch)
+	}
+}
+
+// confirmOwnHead makes sure, before the node's first record in ch since it
+// started, that a partner has told it its own head: a node restored from an
+// old backup would otherwise sign seqs it already used. It syncs with the
+// connected members and waits up to ownHeadWait.
+func (s *syncer) confirmOwnHead(ctx context.Context, ch cid.Cid) error {
+	s.mu.Lock()
+	if s.confirmed[ch] {
+		s.mu.Unlock()
+		return nil
+	}
+	snap, ok := s.n.gov.channel(ch)
+	if ok && len(snap.members) <= 1 {
+		s.confirmed[ch] = true // nobody else could hold our records
+		s.mu.Unlock()
+		return nil
+	}
+	c := s.signal[ch]
+	if c == nil {
+		c = make(chan struct{})
+		s.signal[ch] = c
+	}
+	s.mu.Unlock()
+	s.channel(ch)
+	t := time.NewTimer(ownHeadWait)
+	defer t.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c:
+			return nil
+		case <-tick.C: // partners may have connected meanwhile
+			s.channel(ch)
+		case <-t.C:
+			return fmt.Errorf("publish in %s: %w: no member of the channel answered within %s since this node started; "+
+				"a node restored from a backup could otherwise sign a seq twice. Retry when a partner is online (sangsaeng peers)", ch, ErrOwnHeadUnconfirmed, ownHeadWait)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// statusOf returns the sync status of every partner for ch.
+func (s *syncer) statusOf(ch cid.Cid) map[peer.ID]syncStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[peer.ID]syncStatus{}
+	for j, st := range s.status {
+		if j.ch == ch {
+			out[j.p] = *st
+		}
+	}
+	return out
+}
+
+// syncWith asks p for every record of ch this node lacks and ingests them.
+func (n *Node) syncWith(ctx context.Context, p peer.ID, ch cid.Cid) (*syncStatus, error) {
+	ours, err := n.store.Heads(ch)
+	if err != nil {
+		return nil, err
+	}
+	req, err := (&protocol.HeadsMessage{Channel: ch, Heads: protocol.Heads(ours)}).Encode()
+	if err != nil {
+		return nil, err
+	}
+	st, err := n.host.NewStream(ctx, p, SyncID)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", SyncID, err)
+	}
+	defer st.Close()
+	_ = st.SetDeadline(time.Now().Add(syncFrameTimeout))
+	if err := writeFrame(st, req); err != nil {
+		st.Reset()
+		return nil, err
+	}
+	if err := st.CloseWrite(); err != nil {
+		st.Reset()
+		return nil, err
+	}
+	r := bufio.NewReaderSize(st, 64<<10)
+	status, err := readFrame(r, 1024)
+	if err != nil {
+		st.Reset()
+		return nil, fmt.Errorf("no answer: %w", err)
+	}
+	if len(status) > 0 {
+		return nil, fmt.Errorf("refused: %s", status)
+	}
+	raw, err := readFrame(r, maxHeadsFrame)
+	if err != nil {
+		st.Reset()
+		return nil, fmt.Errorf("heads: %w", err)
+	}
+	theirs, err := protocol.DecodeHeadsMessage(raw)
+	if err != nil || theirs.Channel != ch {
+		st.Reset()
+		return nil, fmt.Errorf("bad heads message: %v", err)
+	}
+	res := &syncStatus{behind: behind(theirs.Heads, ours)}
+	batch := make([][]byte, 0, syncBatch)
+	var bad error
+	flush := func() {
+		acc, err := n.ingestBatch(ch, batch, p)
+		res.received += uint64(acc)
+		if err != nil && bad == nil {
+			bad = err
+		}
+		batch = batch[:0]
+	}
+	for {
+		_ = st.SetReadDeadline(time.Now().Add(syncFrameTimeout))
+		env, err := readFrame(r, protocol.MaxEnvelopeSize)
+		if err != nil {
+			st.Reset()
+			flush()
+			return nil, fmt.Errorf("after %d records: %w", res.received, err)
+		}
+		if len(env) == 0 {
+			break
+		}
+		batch = append(batch, env)
+		if len(batch) == syncBatch {
+			flush()
+		}
+	}
+	flush()
+	if bad != nil {
+		return nil, fmt.Errorf("partner sent records that fail the checks: %w", bad)
+	}
+	now, err := n.store.Heads(ch)
+	if err != nil {
+		return nil, err
+	}
+	res.behind = behind(theirs.Heads, now)
+	res.last = time.Now()
+	return res, nil
+}
+
+// behind counts the records theirs holds beyond ours, without gaps.
+func behind(theirs protocol.Heads, ours map[peer.ID]uint64) uint64 {
+	var k uint64
+	for a, h := range theirs {
+		if h > ours[a] {
+			k += h - ours[a]
+		}
+	}
+	return k
+}
+
+// handleSync answers a member's sync request.
+func (n *Node) handleSync(st network.Stream) {
+	defer st.Close()
+	from := st.Conn().RemotePeer()
+	_ = st.SetDeadline(time.Now().Add(syncFrameTimeout))
+	raw, err := readFrame(bufio.NewReader(st), maxHeadsFrame)
+	if err != nil {
+		st.Reset()
+		return
+	}
+	w := bufio.NewWriterSize(st, 64<<10)
+	refuse := func(why string) {
+		_ = writeFrame(w, []byte(why))
+		_ = w.Flush()
+	}
+	req, err := protocol.DecodeHeadsMessage(raw)
+	if err != nil {
+		refuse("bad heads message")
+		return
+	}
+	ch := req.Channel
+	if !n.gov.isJoined(ch) || !n.gov.memberOf(ch, from) {
+		n.metrics.syncRefused.Inc()
+		refuse("not a member of that channel")
+		return
+	}
+	if err := n.answerSync(w, st, ch, req.Heads); err != nil {
+		st.Reset()
+		n.log.Debug("sync answer failed", "peer", from, "channel", ch, "err", err)
+		return
+	}
+	if err := w.Flush(); err != nil {
+		st.Reset()
+	}
+}
+
+// answerSync writes the status, this node's heads and every record of ch
+// beyond the asker's heads.
+func (n *Node) answerSync(w *bufio.Writer, st network.Stream, ch cid.Cid, theirs protocol.Heads) error {
+	ours, err := n.store.Heads(ch)
+	if err != nil {
+		return err
+	}
+	hm, err := (&protocol.HeadsMessage{Channel: ch, Heads: protocol.Heads(ours)}).Encode()
+	if err != nil {
+		return err
+	}
+	if err := writeFrame(w, nil); err != nil {
+		return err
+	}
+	if err := writeFrame(w, hm); err != nil {
+		return err
+	}
+	sent := 0
+	send := func(s *protocol.Signed) error {
+		sent++
+		if sent%1024 == 0 {
+			_ = st.SetWriteDeadline(time.Now().Add(syncFrameTimeout))
+		}
+		return writeFrame(w, s.Envelope)
+	}
+	// Governance first, so that the asker knows every member before it
+	// checks their records.
+	snap, _ := n.gov.channel(ch)
+	gov := map[cid.Cid]bool{}
+	for _, s := range snap.governance {
+		if s.Record.Seq > theirs[s.Record.Author] {
+			gov[s.CID] = true
+			if err := send(s); err != nil {
+				return err
+			}
+		}
+	}
+	for author := range ours {
+		err := n.store.ScanAuthor(ch, author, theirs[author]+1, func(s *protocol.Signed) error {
+			if gov[s.CID] {
+				return nil
+			}
+			return send(s)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	n.metrics.syncServed.Add(float64(sent))
+	return writeFrame(w, nil)
+}
+
+// ingestBatch checks and stores records received by sync. Signatures and
+// schemas are checked on every core; membership, in order, as records may
+// change it; writes are batched. It returns how many records were stored
+// and the first rule a record broke, if any.
+func (n *Node) ingestBatch(ch cid.Cid, envs [][]byte, from peer.ID) (int, error) {
+	if len(envs) == 0 {
+		return 0, nil
+	}
+	type item struct {
+		s   *protocol.Signed
+		err error
+		dup bool
+	}
+	items := make([]item, len(envs))
+	var wg sync.WaitGroup
+	workers := min(runtime.GOMAXPROCS(0), len(envs))
+	next := make(chan int, len(envs))
+	for i := range envs {
+		next <- i
+	}
+	close(next)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				env := envs[i]
+				if c, err := protocol.EnvelopeCID(env); err == nil {
+					if has, err := n.store.Has(c); err == nil && has {
+						items[i].dup = true
+						continue
+					}
+				}
+				s, err := protocol.Open(env)
+				if err == nil && s.ChannelOf() != ch {
+					err = fmt.Errorf("%w: record of channel %s sent in channel %s", errWrongChannel, s.ChannelOf(), ch)
+				}
+				if err == nil {
+					err = protocol.ValidateBody(s.Record.Kind, s.Record.Body)
+				}
+				items[i] = item{s: s, err: err}
+			}
+		}()
+	}
+	wg.Wait()
+
+	stored := 0
+	var firstErr error
+	reject := func(err error) {
+		n.metrics.rejected.WithLabelValues(rejectReason(err)).Inc()
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	var pending []*protocol.Signed
+	write := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		res, err := n.store.PutBatch(pending)
+		if err != nil {
+			return err
+		}
+		for i, r := range res {
+			switch r {
+			case store.Stored:
+				stored++
+				n.accepted(pending[i])
+			case store.Forked:
+				n.forked(pending[i], from)
+			}
+		}
+		pending = pending[:0]
+		return nil
+	}
+	for _, it := range items {
+		if it.dup {
+			n.metrics.duplicates.Inc()
+			continue
+		}
+		if it.err != nil {
+			reject(it.err)
+			continue
+		}
+		s := it.s
+		if err := n.gov.check(s); err != nil {
+			reject(err)
+			continue
+		}
+		switch s.Record.Kind {
+		case protocol.KindChannelGenesis, protocol.KindChannelMembers:
+			// Membership changes take effect before the records after them.
+			if err := write(); err != nil {
+				return stored, err
+			}
+			res, err := n.store.Put(s)
+			if err != nil {
+				return stored, err
+			}
+			switch res {
+			case store.Stored:
+				stored++
+				n.accepted(s)
+			case store.Forked:
+				n.forked(s, from)
+			}
+		default:
+			pending = append(pending, s)
+		}
+	}
+	if err := write(); err != nil {
+		return stored, err
+	}
+	return stored, firstErr
+}
+
+// forked records equivocation evidence.
+func (n *Node) forked(s *protocol.Signed, from peer.ID) {
+	n.metrics.forks.Inc()
+	n.log.Error("equivocation: author signed two records for one seq; both kept as evidence",
+		"channel", s.ChannelOf(), "peer", s.Record.Author, "seq", s.Record.Seq, "cid", s.CID, "from", from)
+}
+
+// handleFetch answers a member's request for one record.
+func (n *Node) handleFetch(st network.Stream) {
+	defer st.Close()
+	from := st.Conn().RemotePeer()
+	_ = st.SetDeadline(time.Now().Add(syncFrameTimeout))
+	raw, err := readFrame(bufio.NewReader(st), 128)
+	if err != nil {
+		st.Reset()
+		return
+	}
+	reply := func(status, env []byte) {
+		w := bufio.NewWriter(st)
+		if writeFrame(w, status) != nil || writeFrame(w, env) != nil || w.Flush() != nil {
+			st.Reset()
+		}
+	}
+	c, err := cid.Cast(raw)
+	if err != nil {
+		reply([]byte("bad CID"), nil)
+		return
+	}
+	s, err := n.record(c)
+	// A record is served only to members of its channel; to anyone else it
+	// does not exist.
+	if err != nil || s == nil || !n.gov.memberOf(s.ChannelOf(), from) {
+		reply([]byte("not found"), nil)
+		return
+	}
+	reply(nil, s.Envelope)
+}
+
+// Fetch returns a record by CID: from the store, or else from a connected
+// partner that holds it in a channel this node is a member of, checked and
+// stored like any record received.
+func (n *Node) Fetch(ctx context.Context, c cid.Cid) (*protocol.Signed, error) {
+	if s, err := n.record(c); err != nil || s != nil {
+		return s, err
+	}
+	for _, p := range n.host.Network().Peers() {
+		if !n.gov.isPartner(p) {
+			continue
+		}
+		env, err := n.fetchFrom(ctx, p, c)
+		if err != nil {
+			continue
+		}
+		if got, err := protocol.EnvelopeCID(env); err != nil || got != c {
+			continue
+		}
+		s, err := n.ingest(cid.Undef, env, p)
+		if err == nil || errors.Is(err, errIgnore) {
+			if s == nil {
+				s, err = n.record(c)
+				if err != nil || s == nil {
+					continue
+				}
+			}
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("record %s: %w (not held here, nor by a connected partner in a shared channel)", c, store.ErrNotFound)
+}
+
+func (n *Node) fetchFrom(ctx context.Context, p peer.ID, c cid.Cid) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := n.host.NewStream(ctx, p, FetchID)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	dl, _ := ctx.Deadline()
+	_ = st.SetDeadline(dl)
+	if err := writeFrame(st, c.Bytes()); err != nil {
+		st.Reset()
+		return nil, err
+	}
+	_ = st.CloseWrite()
+	r := bufio.NewReader(st)
+	status, err := readFrame(r, 1024)
+	if err != nil {
+		st.Reset()
+		return nil, err
+	}
+	env, err := readFrame(r, protocol.MaxEnvelopeSize)
+	if err != nil {
+		st.Reset()
+		return nil, err
+	}
+	if len(status) > 0 {
+		return nil, fmt.Errorf("%s", status)
+	}
+	return env, nil
+}
