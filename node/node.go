@@ -200,6 +200,7 @@ func (n *Node) Start() error {
 	n.wg.Add(1)
 	go n.dialLoop()
 	n.sync.start()
+	n.learnAddrs()
 	if n.cfg.MDNS {
 		n.mdns = mdns.NewMdnsService(n.host, "sangsaeng", &mdnsNotifee{n: n})
 		if err := n.mdns.Start(); err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -141,6 +142,51 @@ func (n *Node) closeIfStranger(p peer.ID) {
 	}
 }
 
+// learnAddrs keeps the listen addresses of partners the node connects to in
+// the address book, so that after a restart it can reach every member of
+// its channels, not only the ones that invited it: a partner's records reach
+// it through any member.
+func (n *Node) learnAddrs() {
+	sub, err := n.host.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
+	if err != nil {
+		n.log.Warn("cannot follow identify events; only invite addresses will be kept", "err", err)
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer sub.Close()
+		for {
+			select {
+			case <-n.ctx.Done():
+				return
+			case e, ok := <-sub.Out():
+				if !ok {
+					return
+				}
+				ev := e.(event.EvtPeerIdentificationCompleted)
+				if !n.gov.isPartner(ev.Peer) || len(ev.ListenAddrs) == 0 {
+					continue
+				}
+				n.partners.mu.RLock()
+				cur, known := n.partners.m[ev.Peer]
+				n.partners.mu.RUnlock()
+				addrs := make([]string, 0, len(ev.ListenAddrs))
+				for _, a := range ev.ListenAddrs {
+					addrs = append(addrs, a.String())
+				}
+				if known && slices.Equal(cur.Addrs, addrs) {
+					continue
+				}
+				cur.Addrs = addrs
+				if err := n.partners.put(ev.Peer, cur); err != nil {
+					n.log.Warn("cannot save a partner's addresses", "peer", ev.Peer, "err", err)
+				}
+			}
+		}
+	}()
+}
+
 // dialLoop keeps the node connected to its partners: the address book and
 // the members of its channels whose addresses it knows.
 func (n *Node) dialLoop() {
@@ -180,11 +226,15 @@ func (n *Node) dialLoop() {
 type gater struct {
 	n     *Node
 	extra sync.Map // peer.ID → true
+	deny  sync.Map // peer.ID → true: refused whatever else holds (tests' partitions)
 }
 
 var _ connmgr.ConnectionGater = (*gater)(nil)
 
 func (g *gater) allowed(p peer.ID) bool {
+	if _, ok := g.deny.Load(p); ok {
+		return false
+	}
 	if _, ok := g.extra.Load(p); ok {
 		return true
 	}
