@@ -47,6 +47,9 @@ const (
 // could confirm the node's own head since it started.
 var ErrOwnHeadUnconfirmed = errors.New("own head not confirmed by any partner")
 
+// errSyncRefused is a partner's refusal to answer a sync.
+var errSyncRefused = errors.New("refused")
+
 // syncJob is a sync of one channel with one peer.
 type syncJob struct {
 	p  peer.ID
@@ -66,7 +69,8 @@ type syncer struct {
 	n       *Node
 	queue   chan syncJob
 	mu      sync.Mutex
-	pending map[syncJob]bool
+	pending map[syncJob]bool // queued
+	running map[syncJob]bool // running now; true again: run once more after
 	status  map[syncJob]*syncStatus
 	// confirmed holds the channels in which a partner has confirmed the
 	// node's own head since start; waiters wait on the channel's signal.
@@ -76,7 +80,7 @@ type syncer struct {
 
 func newSyncer(n *Node) *syncer {
 	return &syncer{
-		n: n, queue: make(chan syncJob, 1024), pending: map[syncJob]bool{},
+		n: n, queue: make(chan syncJob, 1024), pending: map[syncJob]bool{}, running: map[syncJob]bool{},
 		status: map[syncJob]*syncStatus{}, confirmed: map[cid.Cid]bool{}, signal: map[cid.Cid]chan struct{}{},
 	}
 }
@@ -96,8 +100,23 @@ func (s *syncer) start() {
 				case j := <-s.queue:
 					s.mu.Lock()
 					delete(s.pending, j)
+					if _, busy := s.running[j]; busy {
+						// The same sync is running: run it again after,
+						// for what arrived meanwhile.
+						s.running[j] = true
+						s.mu.Unlock()
+						continue
+					}
+					s.running[j] = false
 					s.mu.Unlock()
 					s.run(j)
+					s.mu.Lock()
+					again := s.running[j]
+					delete(s.running, j)
+					s.mu.Unlock()
+					if again {
+						s.schedule(j.p, j.ch)
+					}
 				}
 			}
 		}()
@@ -192,7 +211,13 @@ func (s *syncer) run(j syncJob) {
 	if err != nil {
 		cur.err = err.Error()
 		n.metrics.syncRuns.WithLabelValues("error").Inc()
-		if n.ctx.Err() == nil {
+		switch {
+		case n.ctx.Err() != nil:
+		case errors.Is(err, errSyncRefused):
+			// Usually a partner that has not yet learned of a membership
+			// change; the next round retries.
+			n.log.Debug("sync refused", "peer", j.p, "channel", j.ch, "err", err)
+		default:
 			n.log.Warn("sync failed", "peer", j.p, "channel", j.ch, "err", err)
 		}
 		return
@@ -310,7 +335,7 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID, ch cid.Cid) (*syncStatus
 		return nil, fmt.Errorf("no answer: %w", err)
 	}
 	if len(status) > 0 {
-		return nil, fmt.Errorf("refused: %s", status)
+		return nil, fmt.Errorf("%w: %s", errSyncRefused, status)
 	}
 	raw, err := readFrame(r, maxHeadsFrame)
 	if err != nil {
