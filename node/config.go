@@ -54,6 +54,10 @@ type Config struct {
 	Peers []string `toml:"peers,omitempty"`
 	// SyncInterval is how often the node runs anti-entropy sync with its partners.
 	SyncInterval Duration `toml:"sync_interval"`
+	// AuthorQuota is how many records per second, in bursts of twice as
+	// many, the node takes over gossip from one author in one channel; the
+	// rest wait for sync. 0 turns the quota off.
+	AuthorQuota int `toml:"author_quota"`
 }
 
 // Duration is a time.Duration written as text ("30s") in config.toml.
@@ -80,6 +84,7 @@ func DefaultConfig() *Config {
 		LogLevel:     "info",
 		MDNS:         true,
 		SyncInterval: Duration{30 * time.Second},
+		AuthorQuota:  5000,
 	}
 }
 
@@ -107,6 +112,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return fmt.Errorf("config: %v", err)
+	}
+	if c.AuthorQuota < 0 {
+		return fmt.Errorf("config: author_quota %d is negative; use 0 for no quota", c.AuthorQuota)
 	}
 	if c.SyncInterval.Duration < time.Second {
 		return fmt.Errorf("config: sync_interval %s is below one second", c.SyncInterval)

@@ -19,6 +19,7 @@ type metrics struct {
 	forks      prometheus.Counter
 	rejected   *prometheus.CounterVec
 	refused    prometheus.Counter
+	overQuota  prometheus.Counter
 	rpcDropped prometheus.Counter
 	psDropped  *prometheus.CounterVec
 
@@ -49,6 +50,9 @@ func newMetrics() *metrics {
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sangsaeng_connections_refused_total", Help: "Connections refused because the peer is not a partner.",
 		}),
+		overQuota: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sangsaeng_records_over_quota_total", Help: "Records ignored on gossip because their author was over its quota; sync brings them later.",
+		}),
 		rpcDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sangsaeng_pubsub_rpc_dropped_total", Help: "Pubsub RPCs dropped because they touched a channel their sender is not in.",
 		}),
@@ -68,7 +72,7 @@ func newMetrics() *metrics {
 			Name: "sangsaeng_sync_served_records_total", Help: "Records sent to partners that asked by sync.",
 		}),
 	}
-	m.reg.MustRegister(m.syncRuns, m.syncLag, m.syncRefused, m.syncServed, m.accepted, m.published, m.duplicates, m.forks, m.rejected, m.refused, m.rpcDropped, m.psDropped,
+	m.reg.MustRegister(m.overQuota, m.syncRuns, m.syncLag, m.syncRefused, m.syncServed, m.accepted, m.published, m.duplicates, m.forks, m.rejected, m.refused, m.rpcDropped, m.psDropped,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

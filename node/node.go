@@ -25,6 +25,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	"golang.org/x/time/rate"
 
 	"github.com/sangsaeng/sangsaeng/node/api"
 	"github.com/sangsaeng/sangsaeng/protocol"
@@ -49,6 +50,10 @@ type Node struct {
 	gater    *gater
 	mesh     meshes
 	sync     *syncer
+	penalty  penalties
+	quota    quotas
+	scoresMu sync.Mutex
+	scores   map[peer.ID]float64
 
 	mu     sync.Mutex
 	topics map[cid.Cid]*channelTopic
@@ -142,13 +147,19 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 	if n.gov, err = loadGovernance(n.store, self); err != nil {
 		return nil, err
 	}
+	n.quota = quotas{rate: rate.Limit(cfg.AuthorQuota), burst: max(1, 2*cfg.AuthorQuota)}
 	n.gater = &gater{n: n}
 	for _, s := range cfg.Peers {
 		ai, _ := peer.AddrInfoFromString(s) // checked by Validate
 		n.gater.extra.Store(ai.ID, true)
 	}
 
+	rm, err := resourceManager()
+	if err != nil {
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
 	hopts := []libp2p.Option{
+		libp2p.ResourceManager(rm),
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings(cfg.Listen...),
 		libp2p.Transport(tcp.NewTCPTransport),

@@ -61,6 +61,8 @@ func newPubSub(n *Node) (*pubsub.PubSub, error) {
 		pubsub.WithValidateQueueSize(queueSize),
 		pubsub.WithMaxMessageSize(protocol.MaxEnvelopeSize+64<<10),
 		pubsub.WithLogger(n.log.With("sys", "pubsub")),
+		pubsub.WithPeerScore(n.scoreParams(), scoreThresholds),
+		pubsub.WithPeerScoreInspect(n.inspectScores, time.Second),
 		pubsub.WithRawTracer(&psTracer{m: n.metrics, mesh: &n.mesh, grafted: n.grafted}),
 	)
 	if err != nil {
@@ -142,6 +144,10 @@ func (n *Node) subscribe(ch cid.Cid) error {
 	if err != nil {
 		return fmt.Errorf("channel %s: %w", ch, err)
 	}
+	if err := t.SetScoreParams(topicScoreParams()); err != nil {
+		t.Close()
+		return fmt.Errorf("channel %s: score parameters: %w", ch, err)
+	}
 	sub, err := t.Subscribe(pubsub.WithBufferSize(queueSize))
 	if err != nil {
 		t.Close()
@@ -191,6 +197,14 @@ func (n *Node) validator(ch cid.Cid) func(context.Context, peer.ID, *pubsub.Mess
 			return pubsub.ValidationAccept
 		case errors.Is(err, errIgnore):
 			return pubsub.ValidationIgnore
+		case errors.Is(err, ErrNotMember), errors.Is(err, ErrUnknownChannel):
+			// Not stored, not forwarded. An honest forwarder may be ahead
+			// of this node on membership: catch up from it, and hold it
+			// against it only if it keeps happening (appScore).
+			n.penalty.add(from, 1)
+			n.sync.schedule(from, ch)
+			n.log.Debug("record refused", "channel", ch, "peer", from, "err", err)
+			return pubsub.ValidationIgnore
 		default:
 			n.log.Debug("record rejected", "channel", ch, "peer", from, "err", err)
 			return pubsub.ValidationReject
@@ -217,6 +231,14 @@ func (n *Node) ingest(ch cid.Cid, env []byte, from peer.ID) (*protocol.Signed, e
 		if has, err := n.store.Has(c); err == nil && has {
 			n.metrics.duplicates.Inc()
 			return nil, fmt.Errorf("%w: %s already stored", errIgnore, c)
+		}
+	}
+	if from != n.self && n.quota.rate > 0 {
+		// The quota is checked before the signature, so that a flood costs
+		// a decode, not a verification, per record.
+		if l, err := protocol.Load(env); err == nil && !n.quota.allow(l.ChannelOf(), l.Record.Author) {
+			n.metrics.overQuota.Inc()
+			return nil, fmt.Errorf("%w: %s is over its quota in %s", errIgnore, l.Record.Author, l.ChannelOf())
 		}
 	}
 	s, err := n.check(ch, env)

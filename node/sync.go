@@ -310,7 +310,11 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID, ch cid.Cid) (*syncStatus
 	if err != nil {
 		return nil, err
 	}
-	req, err := (&protocol.HeadsMessage{Channel: ch, Heads: protocol.Heads(ours)}).Encode()
+	tips, err := n.tips(ch, ours)
+	if err != nil {
+		return nil, err
+	}
+	req, err := (&protocol.HeadsMessage{Channel: ch, Heads: protocol.Heads(ours), Tips: tips}).Encode()
 	if err != nil {
 		return nil, err
 	}
@@ -387,6 +391,24 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID, ch cid.Cid) (*syncStatus
 	return res, nil
 }
 
+// tips returns the CID of the record at each author's head.
+func (n *Node) tips(ch cid.Cid, heads map[peer.ID]uint64) (map[peer.ID]cid.Cid, error) {
+	out := make(map[peer.ID]cid.Cid, len(heads))
+	for a, h := range heads {
+		if h == 0 {
+			continue
+		}
+		recs, err := n.store.ByAuthor(ch, a, h, h)
+		if err != nil {
+			return nil, err
+		}
+		if len(recs) == 1 {
+			out[a] = recs[0].CID
+		}
+	}
+	return out, nil
+}
+
 // behind counts the records theirs holds beyond ours, without gaps.
 func behind(theirs protocol.Heads, ours map[peer.ID]uint64) uint64 {
 	var k uint64
@@ -424,7 +446,7 @@ func (n *Node) handleSync(st network.Stream) {
 		refuse("not a member of that channel")
 		return
 	}
-	if err := n.answerSync(w, st, ch, req.Heads); err != nil {
+	if err := n.answerSync(w, st, ch, req.Heads, req.Tips); err != nil {
 		st.Reset()
 		n.log.Debug("sync answer failed", "peer", from, "channel", ch, "err", err)
 		return
@@ -436,7 +458,7 @@ func (n *Node) handleSync(st network.Stream) {
 
 // answerSync writes the status, this node's heads and every record of ch
 // beyond the asker's heads.
-func (n *Node) answerSync(w *bufio.Writer, st network.Stream, ch cid.Cid, theirs protocol.Heads) error {
+func (n *Node) answerSync(w *bufio.Writer, st network.Stream, ch cid.Cid, theirs protocol.Heads, tips map[peer.ID]cid.Cid) error {
 	ours, err := n.store.Heads(ch)
 	if err != nil {
 		return err
@@ -467,6 +489,19 @@ func (n *Node) answerSync(w *bufio.Writer, st network.Stream, ch cid.Cid, theirs
 		if s.Record.Seq > theirs[s.Record.Author] {
 			gov[s.CID] = true
 			if err := send(s); err != nil {
+				return err
+			}
+		}
+	}
+	// Where the asker's head is another record than ours for the same seq,
+	// the author equivocated: send ours, so the asker holds both.
+	for author, tip := range tips {
+		recs, err := n.store.ByAuthor(ch, author, theirs[author], theirs[author])
+		if err != nil {
+			return err
+		}
+		if len(recs) == 1 && recs[0].CID != tip {
+			if err := send(recs[0]); err != nil {
 				return err
 			}
 		}
@@ -536,6 +571,7 @@ func (n *Node) ingestBatch(ch cid.Cid, envs [][]byte, from peer.ID) (int, error)
 	var firstErr error
 	reject := func(err error) {
 		n.metrics.rejected.WithLabelValues(rejectReason(err)).Inc()
+		n.penalty.add(from, 1)
 		if firstErr == nil {
 			firstErr = err
 		}

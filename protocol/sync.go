@@ -16,16 +16,20 @@ const MaxHeads = 1 << 16
 type Heads map[peer.ID]uint64
 
 // HeadsMessage is what sync peers exchange about a channel: the sender's
-// heads vector. The asker sends its own so the answerer can send what it
-// lacks; the answerer sends its own so the asker can tell how far behind it is.
+// heads vector, and the CID of each head record. The asker sends its own so
+// the answerer can send what it lacks, and its own record at the asker's
+// head when that is another record (proof that the author equivocated); the
+// answerer sends its own so the asker can tell how far behind it is.
 type HeadsMessage struct {
 	Channel cid.Cid
 	Heads   Heads
+	// Tips holds the CID of the record at each author's head (seq > 0).
+	Tips map[peer.ID]cid.Cid
 }
 
 // Encode returns the canonical DAG-CBOR encoding of m:
-// {"c": channel link, "h": [[author bytes, seq], ...]} with authors in
-// byte order.
+// {"c": channel link, "h": [[author bytes, seq, head CID], ...]} with
+// authors in byte order; the CID is left out when seq is 0 or unknown.
 func (m *HeadsMessage) Encode() ([]byte, error) {
 	if !m.Channel.Defined() {
 		return nil, fmt.Errorf("%w: heads message without a channel", ErrMalformed)
@@ -40,7 +44,11 @@ func (m *HeadsMessage) Encode() ([]byte, error) {
 	slices.Sort(authors)
 	l := make([]any, len(authors))
 	for i, a := range authors {
-		l[i] = []any{[]byte(a), int64(m.Heads[a])}
+		e := []any{[]byte(a), int64(m.Heads[a])}
+		if tip, ok := m.Tips[a]; ok && tip.Defined() && m.Heads[a] > 0 {
+			e = append(e, tip)
+		}
+		l[i] = e
 	}
 	return EncodeValue(map[string]any{"c": m.Channel, "h": l})
 }
@@ -59,7 +67,7 @@ func DecodeHeadsMessage(b []byte) (*HeadsMessage, error) {
 	if !ok || len(m) != 2 {
 		return nil, fmt.Errorf("%w: a heads message is a map of c and h", ErrMalformed)
 	}
-	out := &HeadsMessage{Heads: Heads{}}
+	out := &HeadsMessage{Heads: Heads{}, Tips: map[peer.ID]cid.Cid{}}
 	if out.Channel, ok = m["c"].(cid.Cid); !ok {
 		return nil, fmt.Errorf("%w: heads message: c must be a link", ErrMalformed)
 	}
@@ -73,8 +81,8 @@ func DecodeHeadsMessage(b []byte) (*HeadsMessage, error) {
 	var last peer.ID
 	for i, e := range l {
 		pair, ok := e.([]any)
-		if !ok || len(pair) != 2 {
-			return nil, fmt.Errorf("%w: heads message: h/%d must be [author, seq]", ErrMalformed, i)
+		if !ok || len(pair) < 2 || len(pair) > 3 {
+			return nil, fmt.Errorf("%w: heads message: h/%d must be [author, seq] or [author, seq, cid]", ErrMalformed, i)
 		}
 		raw, ok := pair[0].([]byte)
 		if !ok {
@@ -93,6 +101,13 @@ func DecodeHeadsMessage(b []byte) (*HeadsMessage, error) {
 			return nil, fmt.Errorf("%w: heads message: h/%d/1 must be an integer from 0", ErrMalformed, i)
 		}
 		out.Heads[a] = uint64(seq)
+		if len(pair) == 3 {
+			tip, ok := pair[2].(cid.Cid)
+			if !ok || seq == 0 {
+				return nil, fmt.Errorf("%w: heads message: h/%d/2 must be the link of a head from seq 1", ErrMalformed, i)
+			}
+			out.Tips[a] = tip
+		}
 	}
 	return out, nil
 }

@@ -6,13 +6,14 @@ import (
 	"maps"
 	"testing"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func TestHeadsMessageRoundTrip(t *testing.T) {
 	_, a := testKey(t, 50)
 	_, b := testKey(t, 51)
-	m := &HeadsMessage{Channel: testChannel, Heads: Heads{a: 7, b: 0}}
+	m := &HeadsMessage{Channel: testChannel, Heads: Heads{a: 7, b: 0}, Tips: map[peer.ID]cid.Cid{a: testChannel}}
 	enc, err := m.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -21,7 +22,7 @@ func TestHeadsMessageRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Channel != m.Channel || !maps.Equal(got.Heads, m.Heads) {
+	if got.Channel != m.Channel || !maps.Equal(got.Heads, m.Heads) || !maps.Equal(got.Tips, m.Tips) {
 		t.Fatalf("got %+v, want %+v", got, m)
 	}
 	empty, _ := (&HeadsMessage{Channel: testChannel}).Encode()
