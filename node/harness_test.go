@@ -33,7 +33,11 @@ func startNode(t testing.TB, name string) *Node {
 		t.Fatal(err)
 	}
 	cfg.MDNS = false
-	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("company", name)
+	level := slog.LevelDebug
+	if _, bench := t.(*testing.B); bench {
+		level = slog.LevelWarn // benchmarks measure the node, not its debug logging
+	}
+	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: level})).With("company", name)
 	n, err := New(cfg, WithLogger(log), WithoutNATPortMap())
 	if err != nil {
 		t.Fatal(err)

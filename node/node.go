@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -57,8 +58,9 @@ type Node struct {
 
 	mu     sync.Mutex
 	topics map[cid.Cid]*channelTopic
-	// pubMu serialises the node's own publishing, so no seq is signed twice.
-	pubMu sync.Mutex
+	// pubQueue feeds the publisher, the one goroutine that signs.
+	pubQueue chan *pubReq
+	started  atomic.Bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -115,6 +117,7 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 	n := &Node{
 		cfg: cfg, log: o.log.With("node", shortID(self)), key: key, self: self,
 		topics: map[cid.Cid]*channelTopic{}, events: newHub(), metrics: newMetrics(),
+		pubQueue: make(chan *pubReq, 4*maxPubBatch),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 
@@ -208,8 +211,10 @@ func (n *Node) Start() error {
 			return err
 		}
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.dialLoop()
+	go n.publisher()
+	n.started.Store(true)
 	n.sync.start()
 	n.learnAddrs()
 	if n.cfg.MDNS {

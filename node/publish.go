@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -19,61 +22,204 @@ var ErrNotJoined = errors.New("this node is not a member of the channel")
 
 // Publish validates a body, signs it as the node's next record in the
 // channel, stores it durably and then publishes it to the channel's members.
-// When it returns without error the record survives a crash.
+// When it returns without error the record survives a crash. It is safe for
+// concurrent use: concurrent publishes are signed on every core and written
+// together, with one fsync.
 func (n *Node) Publish(ctx context.Context, ch cid.Cid, kind string, body map[string]any, links []protocol.Link) (*protocol.Signed, error) {
 	if kind == protocol.KindChannelGenesis {
 		return nil, fmt.Errorf("publish: %w: a genesis founds a channel; use channel create", protocol.ErrMalformed)
 	}
+	if !n.started.Load() {
+		return nil, fmt.Errorf("publish: %w: the node is not started", errClosed)
+	}
 	if !n.gov.isJoined(ch) {
 		return nil, fmt.Errorf("publish in %s: %w", ch, ErrNotJoined)
-	}
-	if err := n.sync.confirmOwnHead(ctx, ch); err != nil {
-		return nil, err
-	}
-	s, err := n.sealNext(ch, kind, body, links)
-	if err != nil {
-		return nil, err
-	}
-	n.broadcast(ctx, ch, s)
-	return s, nil
-}
-
-// sealNext signs and durably stores the node's next record in ch. It holds
-// pubMu across reading the head and storing, so no seq is signed twice.
-func (n *Node) sealNext(ch cid.Cid, kind string, body map[string]any, links []protocol.Link) (*protocol.Signed, error) {
-	if err := n.alive(); err != nil {
-		return nil, err
 	}
 	if err := protocol.ValidateBody(kind, body); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	n.pubMu.Lock()
-	defer n.pubMu.Unlock()
-	seq, prev, err := n.ownHead(ch)
-	if err != nil {
+	if err := n.sync.confirmOwnHead(ctx, ch); err != nil {
 		return nil, err
 	}
-	r := &protocol.Record{
-		Channel: ch, Author: n.self, Seq: seq + 1, Prev: prev, Time: time.Now().UnixMilli(),
-		Kind: kind, Links: links, Body: body,
+	req := &pubReq{ch: ch, kind: kind, body: body, links: links, done: make(chan struct{})}
+	select {
+	case n.pubQueue <- req:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-n.ctx.Done():
+		return nil, errClosed
 	}
-	s, err := protocol.Seal(r, n.key)
+	// Once queued, the request is seen through: the caller learns whether
+	// the record was stored even if it stops waiting for the gossip.
+	<-req.done
+	return req.s, req.err
+}
+
+// pubReq is a record waiting to be signed and stored.
+type pubReq struct {
+	ch    cid.Cid
+	kind  string
+	body  map[string]any
+	links []protocol.Link
+	done  chan struct{}
+	s     *protocol.Signed
+	err   error
+}
+
+// maxPubBatch bounds the records signed and written together.
+const maxPubBatch = 256
+
+// publisher is the one goroutine that signs the node's records, so no seq
+// is signed twice: it takes every request waiting, gives them consecutive
+// seqs per channel, signs them in parallel, writes them in one transaction
+// with one fsync, answers the callers, and then gossips the records in
+// seq order.
+func (n *Node) publisher() {
+	defer n.wg.Done()
+	batch := make([]*pubReq, 0, maxPubBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-n.ctx.Done():
+			n.drainPublishes()
+			return
+		case r := <-n.pubQueue:
+			batch = append(batch, r)
+		}
+	fill:
+		for len(batch) < maxPubBatch {
+			select {
+			case r := <-n.pubQueue:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		byChannel := map[cid.Cid][]*pubReq{}
+		var order []cid.Cid
+		for _, r := range batch {
+			if byChannel[r.ch] == nil {
+				order = append(order, r.ch)
+			}
+			byChannel[r.ch] = append(byChannel[r.ch], r)
+		}
+		for _, ch := range order {
+			reqs := byChannel[ch]
+			signed := n.sealBatch(ch, reqs)
+			for _, r := range reqs {
+				close(r.done)
+			}
+			for _, s := range signed {
+				n.broadcast(n.ctx, ch, s)
+			}
+		}
+	}
+}
+
+// drainPublishes fails the requests still queued when the node closes.
+func (n *Node) drainPublishes() {
+	for {
+		select {
+		case r := <-n.pubQueue:
+			r.err = errClosed
+			close(r.done)
+		default:
+			return
+		}
+	}
+}
+
+// sealBatch signs and stores reqs as the node's next records in ch, setting
+// each request's result. It returns the records stored, in seq order.
+func (n *Node) sealBatch(ch cid.Cid, reqs []*pubReq) []*protocol.Signed {
+	fail := func(err error) []*protocol.Signed {
+		for _, r := range reqs {
+			if r.err == nil && r.s == nil {
+				r.err = err
+			}
+		}
+		return nil
+	}
+	seq, prev, err := n.ownHead(ch)
 	if err != nil {
-		return nil, fmt.Errorf("publish: %w", err)
+		return fail(err)
 	}
-	if err := n.gov.check(s); err != nil {
-		return nil, fmt.Errorf("publish: %w", err)
+	now := time.Now().UnixMilli()
+	var recs []*protocol.Record
+	var live []*pubReq
+	for _, q := range reqs {
+		r := &protocol.Record{
+			Channel: ch, Author: n.self, Seq: seq + 1, Prev: prev, Time: now,
+			Kind: q.kind, Links: q.links, Body: q.body,
+		}
+		if err := n.gov.check(&protocol.Signed{Record: r}); err != nil {
+			q.err = fmt.Errorf("publish: %w", err)
+			continue
+		}
+		b, err := r.Encode()
+		if err != nil {
+			q.err = fmt.Errorf("publish: %w", err)
+			continue
+		}
+		seq, prev = r.Seq, protocol.Sum(b)
+		recs, live = append(recs, r), append(live, q)
 	}
-	res, err := n.store.Put(s)
+	signed := make([]*protocol.Signed, len(recs))
+	errs := make([]error, len(recs))
+	parallel(len(recs), func(i int) {
+		signed[i], errs[i] = protocol.Seal(recs[i], n.key)
+	})
+	for _, err := range errs {
+		if err != nil {
+			// A later record would link to one never stored: fail them all.
+			return fail(fmt.Errorf("publish: %w", err))
+		}
+	}
+	if len(signed) == 0 {
+		return nil
+	}
+	res, err := n.store.PutBatch(signed)
 	if err != nil {
-		return nil, fmt.Errorf("publish: %w", err)
+		return fail(fmt.Errorf("publish: %w", err))
 	}
-	if res != store.Stored { // cannot happen while pubMu is held; never publish a fork
-		return nil, fmt.Errorf("publish: seq %d in %s is taken (%s); refusing to sign twice", r.Seq, ch, res)
+	for i, s := range signed {
+		if res[i] != store.Stored { // only this goroutine signs: cannot happen
+			return fail(fmt.Errorf("publish: seq %d in %s is taken (%s); refusing to sign twice", s.Record.Seq, ch, res[i]))
+		}
 	}
-	n.metrics.published.Inc()
-	n.accepted(s)
-	return s, nil
+	for i, s := range signed {
+		live[i].s = s
+		n.metrics.published.Inc()
+		n.accepted(s)
+	}
+	return signed
+}
+
+// parallel runs fn(0..k-1) on every core.
+func parallel(k int, fn func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), k)
+	if workers <= 1 {
+		for i := range k {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= k {
+					return
+				}
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // ownHead returns the highest seq the node holds of its own in ch, with

@@ -32,7 +32,11 @@ func restart(t testing.TB, n *Node) *Node {
 // reopen starts a node on an existing home.
 func reopen(t testing.TB, cfg *Config) *Node {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("company", cfg.Name)
+	level := slog.LevelDebug
+	if _, bench := t.(*testing.B); bench {
+		level = slog.LevelWarn
+	}
+	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: level})).With("company", cfg.Name)
 	n, err := New(cfg, WithLogger(log), WithoutNATPortMap())
 	if err != nil {
 		t.Fatal(err)
