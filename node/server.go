@@ -460,9 +460,17 @@ func (n *Node) apiGet(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := n.store.Get(c)
+	s, err := n.record(c)
 	if err != nil {
 		return nil, err
+	}
+	if s == nil {
+		// Linked records and attachments may be held only by partners.
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		defer cancel()
+		if s, err = n.Fetch(ctx, c); err != nil {
+			return nil, err
+		}
 	}
 	if raw := r.URL.Query().Get("raw"); raw != "" && raw != "0" {
 		return rawBody{ctype: "application/octet-stream", b: s.Envelope}, nil

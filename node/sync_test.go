@@ -345,3 +345,31 @@ func TestOwnHeadUnconfirmed(t *testing.T) {
 		t.Fatal("published with no partner to confirm the own head")
 	}
 }
+
+// TestFetch: a member fetches a record it lacks from a partner; a peer that
+// is not a member of the record's channel gets nothing.
+func TestFetch(t *testing.T) {
+	a, b, c := startNode(t, "A"), startNode(t, "B"), startNode(t, "C")
+	ab := link(t, a, b, "ab")
+	link(t, a, c, "ac")
+	// A stores a record without gossiping it (an attachment, say).
+	s := sealAs(t, a, ab, "note", map[string]any{"text": "검사성적서 첨부"})
+	if _, err := a.store.Put(s); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := b.Fetch(ctx, s.CID)
+	if err != nil {
+		t.Fatalf("member fetch: %v", err)
+	}
+	if got.CID != s.CID || !has(b, s.CID) {
+		t.Fatal("the fetched record was not stored")
+	}
+	if _, err := c.Fetch(ctx, s.CID); err == nil {
+		t.Fatal("a non-member of the channel fetched its record")
+	}
+	if has(c, s.CID) {
+		t.Fatal("a non-member stored the record")
+	}
+}

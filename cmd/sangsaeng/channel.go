@@ -160,7 +160,7 @@ func cmdChannelLs(ctx context.Context, env *Env, args []string) error {
 }
 
 func cmdChannelShow(ctx context.Context, env *Env, args []string) error {
-	f := env.flags("channel show CHANNEL", "Show a channel: its admins, members, how far each member's records are held\n(head seq), removed members, and fork evidence.")
+	f := env.flags("channel show CHANNEL", "Show a channel: its admins, members, how far each member's records are held\n(head seq), removed members, sync with each partner (records behind), and fork evidence.")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -243,6 +243,17 @@ func writeChannel(w io.Writer, ch *api.Channel) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if len(ch.Sync) > 0 {
+		fmt.Fprintf(w, "\nsync:\n")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "PARTNER\tBEHIND\tLAST SYNC\tRECEIVED\tERROR\n")
+		for _, s := range ch.Sync {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\n", s.Peer, s.Behind, dash(s.Last), s.Received, dash(s.Error))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	if len(ch.Forks) > 0 {
 		fmt.Fprintf(w, "\nfork evidence:\n")
