@@ -3,6 +3,9 @@ package node
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -193,4 +196,29 @@ func sealAs(t *testing.T, n *Node, ch cid.Cid, kind string, body map[string]any)
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestDashboardAndAuth: / serves the dashboard without data; the API needs
+// the token.
+func TestDashboardAndAuth(t *testing.T) {
+	n := startNode(t, "A")
+	srv := httptest.NewServer(n.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(page), "/v1/channels") {
+		t.Fatalf("dashboard: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	resp, err = http.Get(srv.URL + "/v1/id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("API without a token: %d", resp.StatusCode)
+	}
 }

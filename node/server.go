@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/subtle"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -91,11 +92,23 @@ func (n *Node) Handler() http.Handler {
 	h("GET /v1/kinds/{kind}", n.apiSchema)
 	h("GET /v1/events", n.apiEvents)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		// The page holds no data; it calls the API with the token the
+		// operator gives it.
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+		_, _ = w.Write(dashboardHTML)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, api.Errorf(api.CodeNotFound, http.StatusNotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
 	})
 	return mux
 }
+
+// dashboardHTML is the operator's dashboard, served at /.
+//
+//go:embed dashboard.html
+var dashboardHTML []byte
 
 // rawBody is a non-JSON answer.
 type rawBody struct {
