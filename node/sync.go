@@ -70,7 +70,7 @@ type syncer struct {
 	queue   chan syncJob
 	mu      sync.Mutex
 	pending map[syncJob]bool // queued
-	running map[syncJob]bool // running now; true again: run once more after
+	running map[syncJob]*runState
 	status  map[syncJob]*syncStatus
 	// confirmed holds the channels in which a partner has confirmed the
 	// node's own head since start; waiters wait on the channel's signal.
@@ -80,7 +80,7 @@ type syncer struct {
 
 func newSyncer(n *Node) *syncer {
 	return &syncer{
-		n: n, queue: make(chan syncJob, 1024), pending: map[syncJob]bool{}, running: map[syncJob]bool{},
+		n: n, queue: make(chan syncJob, 1024), pending: map[syncJob]bool{}, running: map[syncJob]*runState{},
 		status: map[syncJob]*syncStatus{}, confirmed: map[cid.Cid]bool{}, signal: map[cid.Cid]chan struct{}{},
 	}
 }
@@ -100,21 +100,23 @@ func (s *syncer) start() {
 				case j := <-s.queue:
 					s.mu.Lock()
 					delete(s.pending, j)
-					if _, busy := s.running[j]; busy {
+					if rs := s.running[j]; rs != nil {
 						// The same sync is running: run it again after,
 						// for what arrived meanwhile.
-						s.running[j] = true
+						rs.again = true
 						s.mu.Unlock()
 						continue
 					}
-					s.running[j] = false
+					ctx, cancel := context.WithTimeout(n.ctx, 10*time.Minute)
+					rs := &runState{cancel: cancel}
+					s.running[j] = rs
 					s.mu.Unlock()
-					s.run(j)
+					s.run(ctx, j)
+					cancel()
 					s.mu.Lock()
-					again := s.running[j]
 					delete(s.running, j)
 					s.mu.Unlock()
-					if again {
+					if rs.again {
 						s.schedule(j.p, j.ch)
 					}
 				}
@@ -138,6 +140,17 @@ func (s *syncer) start() {
 	n.host.Network().Notify(&network.NotifyBundle{
 		ConnectedF: func(_ network.Network, c network.Conn) {
 			p := c.RemotePeer()
+			// A new connection often means the peer restarted: a sync
+			// still reading from its old connection would wait for that
+			// connection to time out. Cancel it and start over.
+			s.mu.Lock()
+			for j, rs := range s.running {
+				if j.p == p {
+					rs.again = true
+					rs.cancel()
+				}
+			}
+			s.mu.Unlock()
 			for _, ch := range n.gov.shared(p) {
 				s.schedule(p, ch)
 			}
@@ -194,11 +207,15 @@ func (s *syncer) schedule(p peer.ID, ch cid.Cid) {
 	}
 }
 
+// runState is a sync in progress.
+type runState struct {
+	cancel context.CancelFunc
+	again  bool // run it once more when it ends
+}
+
 // run performs one sync and records its outcome.
-func (s *syncer) run(j syncJob) {
+func (s *syncer) run(ctx context.Context, j syncJob) {
 	n := s.n
-	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Minute)
-	defer cancel()
 	start := time.Now()
 	st, err := n.syncWith(ctx, j.p, j.ch)
 	s.mu.Lock()
@@ -323,6 +340,8 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID, ch cid.Cid) (*syncStatus
 		return nil, fmt.Errorf("open %s: %w", SyncID, err)
 	}
 	defer st.Close()
+	stop := context.AfterFunc(ctx, func() { st.Reset() }) // reads do not watch ctx
+	defer stop()
 	_ = st.SetDeadline(time.Now().Add(syncFrameTimeout))
 	if err := writeFrame(st, req); err != nil {
 		st.Reset()

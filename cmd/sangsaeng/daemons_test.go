@@ -366,10 +366,12 @@ func TestKillDuringPublishing(t *testing.T) {
 			}()
 		}
 		got := 0
+		roundStart := time.Now()
 		for got < 100 {
 			acked = append(acked, <-ackc)
 			got++
 		}
+		t.Logf("round %d: 100 publishes acknowledged in %s", round, time.Since(roundStart).Round(time.Millisecond))
 		// Kill mid-stream, while publishes are in flight.
 		if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -382,7 +384,9 @@ func TestKillDuringPublishing(t *testing.T) {
 			acked = append(acked, cid)
 		}
 		a.cmd = nil
+		restartAt := time.Now()
 		a.start() // the store must open after every kill
+		t.Logf("round %d: restarted in %s", round, time.Since(restartAt).Round(time.Millisecond))
 	}
 	// Every acknowledged record is there.
 	for _, c := range acked {
@@ -406,6 +410,8 @@ func TestKillDuringPublishing(t *testing.T) {
 		t.Fatalf("A lists %d records of its own but its head is %d: a gap or a fork", len(recs), head)
 	}
 	client := a.client()
+	verifyAt := time.Now()
+	defer func() { t.Logf("verified %d records in %s", len(recs), time.Since(verifyAt).Round(time.Millisecond)) }()
 	for _, r := range recs {
 		v, err := client.VerifyCID(context.Background(), r.CID)
 		if err != nil || !v.OK {
@@ -413,6 +419,8 @@ func TestKillDuringPublishing(t *testing.T) {
 		}
 	}
 	// The partner converges on the same chain, without fork evidence.
+	convergeAt := time.Now()
+	defer func() { t.Logf("partner converged in %s", time.Since(convergeAt).Round(time.Millisecond)) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var bs api.Channel
