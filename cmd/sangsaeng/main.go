@@ -22,6 +22,7 @@
 //	sangsaeng watch [--channel C]
 //	sangsaeng kinds [KIND]
 //	sangsaeng profile set --name N [--brn 1234567890]
+//	sangsaeng bench [--records N] [--payload BYTES] [--nodes N] [--rate R] [--phases LIST]
 //	sangsaeng dashboard
 //	sangsaeng version
 //
@@ -79,6 +80,7 @@ func init() {
 		{"watch", "[--channel C]", "print records as they arrive", cmdWatch},
 		{"kinds", "[KIND]", "list record kinds, or print one kind's JSON Schema", cmdKinds},
 		{"profile", "set --name N [--brn NUMBER]", "set the company profile shared with partners", cmdProfile},
+		{"bench", "[--records N] [--payload BYTES] [--nodes N] [--rate R] [--phases LIST]", "measure throughput, latency, catch-up and memory on loopback", cmdBench},
 		{"dashboard", "", "print the link to the daemon's web dashboard", cmdDashboard},
 		{"version", "", "print the version", cmdVersion},
 		{"help", "[COMMAND]", "help for a command", cmdHelp},
