@@ -20,6 +20,7 @@ type metrics struct {
 	rejected   *prometheus.CounterVec
 	refused    prometheus.Counter
 	overQuota  prometheus.Counter
+	gaps       prometheus.Counter
 	rpcDropped prometheus.Counter
 	psDropped  *prometheus.CounterVec
 
@@ -50,6 +51,10 @@ func newMetrics() *metrics {
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sangsaeng_connections_refused_total", Help: "Connections refused because the peer is not a partner.",
 		}),
+		gaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sangsaeng_chain_gaps_total",
+			Help: "Gaps in an author's chain that lasted long enough to start a sync.",
+		}),
 		overQuota: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sangsaeng_records_over_quota_total", Help: "Records ignored on gossip because their author was over its quota; sync brings them later.",
 		}),
@@ -72,7 +77,7 @@ func newMetrics() *metrics {
 			Name: "sangsaeng_sync_served_records_total", Help: "Records sent to partners that asked by sync.",
 		}),
 	}
-	m.reg.MustRegister(m.overQuota, m.syncRuns, m.syncLag, m.syncRefused, m.syncServed, m.accepted, m.published, m.duplicates, m.forks, m.rejected, m.refused, m.rpcDropped, m.psDropped,
+	m.reg.MustRegister(m.overQuota, m.gaps, m.syncRuns, m.syncLag, m.syncRefused, m.syncServed, m.accepted, m.published, m.duplicates, m.forks, m.rejected, m.refused, m.rpcDropped, m.psDropped,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -60,7 +60,14 @@ type Node struct {
 	topics map[cid.Cid]*channelTopic
 	// pubQueue feeds the publisher, the one goroutine that signs.
 	pubQueue chan *pubReq
-	started  atomic.Bool
+	// gossipQueue feeds the gossiper, which hands stored records to
+	// gossipsub in seq order.
+	gossipQueue chan gossipItem
+	// putQueue feeds the writer, which stores received records in batches.
+	putQueue   chan *putReq
+	writerDone chan struct{}
+	started    atomic.Bool
+	gaps       gapChecks
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -117,7 +124,8 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 	n := &Node{
 		cfg: cfg, log: o.log.With("node", shortID(self)), key: key, self: self,
 		topics: map[cid.Cid]*channelTopic{}, events: newHub(), metrics: newMetrics(),
-		pubQueue: make(chan *pubReq, 4*maxPubBatch),
+		pubQueue: make(chan *pubReq, 4*maxPubBatch), gossipQueue: make(chan gossipItem, 64),
+		putQueue: make(chan *putReq, 4*maxPutBatch), writerDone: make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 
@@ -211,9 +219,11 @@ func (n *Node) Start() error {
 			return err
 		}
 	}
-	n.wg.Add(2)
+	n.wg.Add(4)
 	go n.dialLoop()
 	go n.publisher()
+	go n.gossiper()
+	go n.writer()
 	n.started.Store(true)
 	n.sync.start()
 	n.learnAddrs()

@@ -109,8 +109,36 @@ func (n *Node) publisher() {
 			for _, r := range reqs {
 				close(r.done)
 			}
-			for _, s := range signed {
-				n.broadcast(n.ctx, ch, s)
+			// Gossip in seq order on a goroutine of its own: handing
+			// records to gossipsub takes a few microseconds each, which
+			// the next batch's publishers should not wait for.
+			if len(signed) > 0 {
+				select {
+				case n.gossipQueue <- gossipItem{ch, signed}:
+				case <-n.ctx.Done():
+				}
+			}
+		}
+	}
+}
+
+// gossipItem is records stored by the publisher, to gossip in order.
+type gossipItem struct {
+	ch      cid.Cid
+	records []*protocol.Signed
+}
+
+// gossiper hands the publisher's records to gossipsub, in the order they
+// were stored.
+func (n *Node) gossiper() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case it := <-n.gossipQueue:
+			for _, s := range it.records {
+				n.broadcast(n.ctx, it.ch, s)
 			}
 		}
 	}

@@ -42,11 +42,22 @@ func topicChannel(topic string) (cid.Cid, bool) {
 // under bursts well below capacity (DESIGN.md section 7).
 const queueSize = 1024
 
+// validatorConcurrency is how many records of one channel may be in
+// validation at once.
+const validatorConcurrency = 4096
+
 func newPubSub(n *Node) (*pubsub.PubSub, error) {
 	features := func(f pubsub.GossipSubFeature, p libp2pproto.ID) bool {
 		return p == GossipSubID && (f == pubsub.GossipSubFeatureMesh || f == pubsub.GossipSubFeatureIdontwant)
 	}
+	// No IHAVE gossip: go-libp2p-pubsub sends it to every peer subscribed
+	// to a topic without asking the peer filter, so a connected non-member
+	// (a partner in another channel, a relay) would learn the CIDs and
+	// the pace of a channel's records. Mesh push delivers; sync repairs.
+	params := pubsub.DefaultGossipSubParams()
+	params.Dlazy, params.GossipFactor = 0, 0
 	ps, err := pubsub.NewGossipSub(n.ctx, n.host,
+		pubsub.WithGossipSubParams(params),
 		pubsub.WithGossipSubProtocols([]libp2pproto.ID{GossipSubID}, features),
 		// The record carries its author's signature; gossipsub's own would
 		// sign and verify every message a second time.
@@ -137,7 +148,11 @@ func (n *Node) subscribe(ch cid.Cid) error {
 		return nil
 	}
 	topic := Topic(ch)
-	if err := n.ps.RegisterTopicValidator(topic, n.validator(ch)); err != nil {
+	// A validation waits for the disk (the writer's group commit) more
+	// than it computes, so many run at once; gossipsub's default of 1024
+	// per topic drops records of a burst as "throttled", for sync to
+	// fetch again.
+	if err := n.ps.RegisterTopicValidator(topic, n.validator(ch), pubsub.WithValidatorConcurrency(validatorConcurrency)); err != nil {
 		return fmt.Errorf("channel %s: %w", ch, err)
 	}
 	t, err := n.ps.Join(topic)
@@ -271,7 +286,7 @@ var errWrongChannel = errors.New("wrong channel")
 
 // store1 writes a checked record and acts on the result.
 func (n *Node) store1(s *protocol.Signed, from peer.ID) error {
-	res, err := n.store.Put(s)
+	res, err := n.put(s)
 	if err != nil {
 		return fmt.Errorf("%w: store: %v", errIgnore, err)
 	}
@@ -284,11 +299,10 @@ func (n *Node) store1(s *protocol.Signed, from peer.ID) error {
 		return fmt.Errorf("%w: fork evidence %s", errIgnore, s.CID)
 	}
 	n.accepted(s)
-	// A record beyond the author's contiguous head shows a gap: ask the
-	// sender, which has just shown it holds the author's chain, to fill it.
+	// A record beyond the author's contiguous head may show a gap.
 	if from != n.self {
 		if head, err := n.store.Head(s.ChannelOf(), s.Record.Author); err == nil && head < s.Record.Seq {
-			n.sync.schedule(from, s.ChannelOf())
+			n.suspectGap(from, s.ChannelOf(), s.Record.Author, s.Record.Seq)
 		}
 	}
 	return nil

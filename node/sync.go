@@ -351,10 +351,20 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID, ch cid.Cid) (*syncStatus
 		st.Reset()
 		return nil, err
 	}
-	r := bufio.NewReaderSize(st, 64<<10)
+	return n.readSyncAnswer(bufio.NewReaderSize(st, 64<<10), p, ch, ours,
+		func() { _ = st.SetReadDeadline(time.Now().Add(syncFrameTimeout)) },
+		func() { _ = st.Reset() })
+}
+
+// readSyncAnswer reads a sync answer from p (the status frame, p's heads,
+// the envelopes and the empty frame that ends them) and ingests the records.
+// ours is the heads vector the node asked with. beforeRecord is called
+// before each record frame is read (to extend the stream's deadline), reset
+// when the stream must be reset. It is the asker's parser of outside input.
+func (n *Node) readSyncAnswer(r *bufio.Reader, p peer.ID, ch cid.Cid, ours map[peer.ID]uint64, beforeRecord, reset func()) (*syncStatus, error) {
 	status, err := readFrame(r, 1024)
 	if err != nil {
-		st.Reset()
+		reset()
 		return nil, fmt.Errorf("no answer: %w", err)
 	}
 	if len(status) > 0 {
@@ -362,13 +372,17 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID, ch cid.Cid) (*syncStatus
 	}
 	raw, err := readFrame(r, maxHeadsFrame)
 	if err != nil {
-		st.Reset()
+		reset()
 		return nil, fmt.Errorf("heads: %w", err)
 	}
 	theirs, err := protocol.DecodeHeadsMessage(raw)
-	if err != nil || theirs.Channel != ch {
-		st.Reset()
+	if err != nil {
+		reset()
 		return nil, fmt.Errorf("bad heads message: %v", err)
+	}
+	if theirs.Channel != ch {
+		reset()
+		return nil, fmt.Errorf("bad heads message: for channel %s, asked for %s", theirs.Channel, ch)
 	}
 	res := &syncStatus{behind: behind(theirs.Heads, ours)}
 	batch := make([][]byte, 0, syncBatch)
@@ -382,10 +396,10 @@ func (n *Node) syncWith(ctx context.Context, p peer.ID, ch cid.Cid) (*syncStatus
 		batch = batch[:0]
 	}
 	for {
-		_ = st.SetReadDeadline(time.Now().Add(syncFrameTimeout))
+		beforeRecord()
 		env, err := readFrame(r, protocol.MaxEnvelopeSize)
 		if err != nil {
-			st.Reset()
+			reset()
 			flush()
 			return nil, fmt.Errorf("after %d records: %w", res.received, err)
 		}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -149,6 +150,11 @@ func ParseBody(data []byte) (map[string]any, error) {
 	if len(data) > MaxRecordSize {
 		return nil, fmt.Errorf("body is %d bytes: %w (the limit is %d bytes)", len(data), ErrTooLarge, MaxRecordSize)
 	}
+	// encoding/json would turn each invalid byte into U+FFFD without a word:
+	// text sent in EUC-KR or CP949 would be stored destroyed.
+	if !utf8.Valid(data) {
+		return nil, fmt.Errorf("%w: not UTF-8 at byte %d (send JSON in UTF-8, not EUC-KR or CP949)", ErrBadJSON, firstInvalidUTF8(data))
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	p := jsonParser{dec: dec}
@@ -167,6 +173,19 @@ func ParseBody(data []byte) (map[string]any, error) {
 		return nil, fmt.Errorf("%w: data after the body at byte %d", ErrBadJSON, dec.InputOffset())
 	}
 	return m, nil
+}
+
+// firstInvalidUTF8 returns the offset of the first byte of b that is not
+// part of valid UTF-8.
+func firstInvalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return i
+		}
+		i += size
+	}
+	return len(b)
 }
 
 type jsonParser struct{ dec *json.Decoder }

@@ -1,0 +1,152 @@
+package node
+
+import (
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/sangsaeng/sangsaeng/protocol"
+	"github.com/sangsaeng/sangsaeng/store"
+)
+
+// maxPutBatch bounds how many received records one store write takes.
+const maxPutBatch = 256
+
+// putReq is a checked record waiting for the writer.
+type putReq struct {
+	s    *protocol.Signed
+	res  store.Result
+	err  error
+	done chan struct{}
+}
+
+// put stores a checked record durably, as store.Put does, through the
+// writer: records that gossipsub validates at the same time go to disk in
+// one transaction and one sync, instead of a sync each (group commit, as
+// in a database's log writer). It returns once the record is on disk.
+func (n *Node) put(s *protocol.Signed) (store.Result, error) {
+	if !n.started.Load() {
+		return n.store.Put(s)
+	}
+	r := &putReq{s: s, done: make(chan struct{})}
+	select {
+	case n.putQueue <- r:
+	case <-n.ctx.Done():
+		return 0, errClosed
+	}
+	select {
+	case <-r.done:
+		return r.res, r.err
+	case <-n.ctx.Done():
+		// The writer finishes the batch it holds before it exits; wait
+		// for it so a record is never reported lost that was stored.
+		select {
+		case <-r.done:
+			return r.res, r.err
+		case <-n.writerDone:
+			select {
+			case <-r.done:
+				return r.res, r.err
+			default:
+				return 0, errClosed
+			}
+		}
+	}
+}
+
+// writer is the goroutine that stores received records in batches.
+func (n *Node) writer() {
+	defer n.wg.Done()
+	defer close(n.writerDone)
+	batch := make([]*putReq, 0, maxPutBatch)
+	recs := make([]*protocol.Signed, 0, maxPutBatch)
+	for {
+		batch, recs = batch[:0], recs[:0]
+		select {
+		case <-n.ctx.Done():
+			return
+		case r := <-n.putQueue:
+			batch = append(batch, r)
+		}
+	fill:
+		for len(batch) < maxPutBatch {
+			select {
+			case r := <-n.putQueue:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		for _, r := range batch {
+			recs = append(recs, r.s)
+		}
+		res, err := n.store.PutBatch(recs)
+		if err != nil && len(batch) > 1 {
+			// One bad record must not fail the others: store them one
+			// by one, each with its own result.
+			for _, r := range batch {
+				r.res, r.err = n.store.Put(r.s)
+				close(r.done)
+			}
+			continue
+		}
+		for i, r := range batch {
+			if err != nil {
+				r.err = err
+			} else {
+				r.res = res[i]
+			}
+			close(r.done)
+		}
+	}
+}
+
+// gapDelay is how long a gap in an author's chain may last before the node
+// asks for the missing records. Gossipsub validates records concurrently,
+// so seq 7 is often stored a moment before seq 6: a gap that closes by
+// itself within the delay costs no sync.
+const gapDelay = 500 * time.Millisecond
+
+// gapChecks holds the (peer, channel) pairs with a gap check pending, so a
+// burst of out-of-order records schedules one check, not one each.
+type gapChecks struct {
+	mu      sync.Mutex
+	pending map[gapKey]bool
+}
+
+type gapKey struct {
+	from peer.ID
+	ch   cid.Cid
+}
+
+// suspectGap is called when a record from peer from put author's seq
+// beyond its contiguous head in ch. If the head has not reached seq after
+// gapDelay, the node syncs ch with from, which has just shown that it holds
+// the author's chain.
+func (n *Node) suspectGap(from peer.ID, ch cid.Cid, author peer.ID, seq uint64) {
+	k := gapKey{from, ch}
+	n.gaps.mu.Lock()
+	if n.gaps.pending[k] {
+		n.gaps.mu.Unlock()
+		return
+	}
+	if n.gaps.pending == nil {
+		n.gaps.pending = map[gapKey]bool{}
+	}
+	n.gaps.pending[k] = true
+	n.gaps.mu.Unlock()
+	time.AfterFunc(gapDelay, func() {
+		n.gaps.mu.Lock()
+		delete(n.gaps.pending, k)
+		n.gaps.mu.Unlock()
+		if n.ctx.Err() != nil {
+			return
+		}
+		if head, err := n.store.Head(ch, author); err == nil && head < seq {
+			n.metrics.gaps.Inc()
+			n.sync.schedule(from, ch)
+		}
+	})
+}
