@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,7 @@ type Node struct {
 	gossipQueue chan gossipItem
 	// putQueue feeds the writer, which stores received records in batches.
 	putQueue   chan *putReq
+	checkQueue chan *checkJob
 	writerDone chan struct{}
 	started    atomic.Bool
 	gaps       gapChecks
@@ -126,6 +128,7 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 		topics: map[cid.Cid]*channelTopic{}, events: newHub(), metrics: newMetrics(),
 		pubQueue: make(chan *pubReq, 4*maxPubBatch), gossipQueue: make(chan gossipItem, 64),
 		putQueue: make(chan *putReq, 4*maxPutBatch), writerDone: make(chan struct{}),
+		checkQueue: make(chan *checkJob, 64),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 
@@ -224,6 +227,10 @@ func (n *Node) Start() error {
 	go n.publisher()
 	go n.gossiper()
 	go n.writer()
+	for range runtime.GOMAXPROCS(0) + 1 {
+		n.wg.Add(1)
+		go n.checker()
+	}
 	n.started.Store(true)
 	n.sync.start()
 	n.learnAddrs()

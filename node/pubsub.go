@@ -238,6 +238,31 @@ func (n *Node) ingest(ch cid.Cid, env []byte, from peer.ID) (*protocol.Signed, e
 	if err := n.alive(); err != nil {
 		return nil, fmt.Errorf("%w: %v", errIgnore, err)
 	}
+	s, err := n.checkReceived(ch, env, from)
+	if err != nil {
+		return nil, err
+	}
+	return s, n.store1(s, from)
+}
+
+// checkReceived is ingest's work before storage: the size limit, the duplicate
+// check, the author's quota and every rule of check. It runs on a checker
+// (see checkers).
+func (n *Node) checkReceived(ch cid.Cid, env []byte, from peer.ID) (*protocol.Signed, error) {
+	if !n.started.Load() {
+		return n.verifyNow(ch, env, from)
+	}
+	j := &checkJob{ch: ch, env: env, from: from, done: make(chan struct{})}
+	select {
+	case n.checkQueue <- j:
+	case <-n.ctx.Done():
+		return nil, fmt.Errorf("%w: %v", errIgnore, errClosed)
+	}
+	<-j.done
+	return j.s, j.err
+}
+
+func (n *Node) verifyNow(ch cid.Cid, env []byte, from peer.ID) (*protocol.Signed, error) {
 	if len(env) > protocol.MaxEnvelopeSize {
 		n.metrics.rejected.WithLabelValues("too_large").Inc()
 		return nil, fmt.Errorf("envelope of %d bytes: %w", len(env), protocol.ErrTooLarge)
@@ -261,7 +286,7 @@ func (n *Node) ingest(ch cid.Cid, env []byte, from peer.ID) (*protocol.Signed, e
 		n.metrics.rejected.WithLabelValues(rejectReason(err)).Inc()
 		return nil, err
 	}
-	return s, n.store1(s, from)
+	return s, nil
 }
 
 // check runs every rule but storage on an envelope meant for channel ch.

@@ -507,13 +507,14 @@ func (n *Node) answerSync(w *bufio.Writer, st network.Stream, ch cid.Cid, theirs
 		return err
 	}
 	sent := 0
-	send := func(s *protocol.Signed) error {
+	sendEnv := func(env []byte) error {
 		sent++
 		if sent%1024 == 0 {
 			_ = st.SetWriteDeadline(time.Now().Add(syncFrameTimeout))
 		}
-		return writeFrame(w, s.Envelope)
+		return writeFrame(w, env)
 	}
+	send := func(s *protocol.Signed) error { return sendEnv(s.Envelope) }
 	// Governance first, so that the asker knows every member before it
 	// checks their records.
 	snap, _ := n.gov.channel(ch)
@@ -540,11 +541,11 @@ func (n *Node) answerSync(w *bufio.Writer, st network.Stream, ch cid.Cid, theirs
 		}
 	}
 	for author := range ours {
-		err := n.store.ScanAuthor(ch, author, theirs[author]+1, func(s *protocol.Signed) error {
-			if gov[s.CID] {
+		err := n.store.ScanEnvelopes(ch, author, theirs[author]+1, func(c cid.Cid, env []byte) error {
+			if gov[c] {
 				return nil
 			}
-			return send(s)
+			return sendEnv(env)
 		})
 		if err != nil {
 			return err

@@ -103,6 +103,34 @@ func (n *Node) writer() {
 	}
 }
 
+// checkJob is a received envelope for a checker.
+type checkJob struct {
+	ch   cid.Cid
+	env  []byte
+	from peer.ID
+	s    *protocol.Signed
+	err  error
+	done chan struct{}
+}
+
+// checker verifies received envelopes until the node closes. Gossipsub
+// validates each message on a goroutine of its own; verifying a signature
+// there would grow that new goroutine's stack every time (a tenth of a
+// receiver's CPU under load). A few long-lived checkers, one per core plus
+// one, do it on stacks grown once; the validator goroutines only wait.
+func (n *Node) checker() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case j := <-n.checkQueue:
+			j.s, j.err = n.verifyNow(j.ch, j.env, j.from)
+			close(j.done)
+		}
+	}
+}
+
 // gapDelay is how long a gap in an author's chain may last before the node
 // asks for the missing records. Gossipsub validates records concurrently,
 // so seq 7 is often stored a moment before seq 6: a gap that closes by

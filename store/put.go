@@ -107,6 +107,11 @@ type putItem struct {
 	author  peer.ID
 	seq     uint64
 	prev    cid.Cid
+
+	// Set by apply when the record was staged: the head entry it wrote
+	// or kept, and its value, for the store's mirror of heads.
+	headKey []byte
+	newHead uint64
 }
 
 // prepare checks that rec can be indexed.
@@ -200,6 +205,11 @@ func (s *Store) commit(items []putItem, results []Result) (int, error) {
 			return 0, err
 		}
 		s.count.Add(added)
+		for i := range items[:n] {
+			if it := &items[i]; it.headKey != nil {
+				s.noteHead(it.headKey, it.newHead)
+			}
+		}
 		return n, nil
 	}
 }
@@ -216,6 +226,7 @@ func backoff(n int) {
 // apply stages one record in txn and says what it amounts to. Reads inside
 // txn see what earlier records of the same batch staged.
 func apply(txn *badger.Txn, it *putItem) (Result, error) {
+	it.headKey = nil // a retried transaction applies the item again
 	rk := recordKey(it.cid)
 	if _, err := txn.Get(rk); err == nil {
 		return Duplicate, nil
@@ -307,6 +318,7 @@ func apply(txn *badger.Txn, it *putItem) (Result, error) {
 			return 0, err
 		}
 	}
+	it.headKey, it.newHead = hk, newHead
 	return Stored, nil
 }
 

@@ -236,6 +236,100 @@ func (s *Store) ScanAuthor(ch cid.Cid, author peer.ID, from uint64, fn func(*pro
 	}
 }
 
+// ScanEnvelopes calls fn with the CID and envelope of each record of
+// author in channel ch from seq from on, in seq order, as ScanAuthor does,
+// without decoding them: for sending records on, where the receiver checks
+// them. Each envelope is checked to hash to its CID. The envelope is fn's
+// to keep.
+func (s *Store) ScanEnvelopes(ch cid.Cid, author peer.ID, from uint64, fn func(c cid.Cid, env []byte) error) error {
+	if err := s.enter(); err != nil {
+		return fmt.Errorf("store scan envelopes %s %s: %w", ch, author, err)
+	}
+	defer s.leave()
+	type rec struct {
+		c   cid.Cid
+		env []byte
+	}
+	chunk := make([]rec, 0, scanChunk)
+	for {
+		chunk = chunk[:0]
+		var last uint64
+		err := s.db.View(func(txn *badger.Txn) error {
+			var err error
+			last, err = scanSeqCIDs(txn, ch, author, from, scanChunk, func(c cid.Cid) error {
+				item, err := txn.Get(recordKey(c))
+				if err != nil {
+					return fmt.Errorf("%w: record %s: %v", ErrCorrupt, c, err)
+				}
+				env, err := item.ValueCopy(nil)
+				if err != nil {
+					return err
+				}
+				if got, err := protocol.EnvelopeCID(env); err != nil || !got.Equals(c) {
+					return fmt.Errorf("%w: record %s: envelope does not hash to its key", ErrCorrupt, c)
+				}
+				chunk = append(chunk, rec{c, env})
+				return nil
+			})
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store scan envelopes %s %s: %w", ch, author, err)
+		}
+		for _, r := range chunk {
+			if err := fn(r.c, r.env); err != nil {
+				return err
+			}
+		}
+		if len(chunk) < scanChunk || last == ^uint64(0) {
+			return nil
+		}
+		from = last + 1
+	}
+}
+
+// scanSeqCIDs calls fn with the CIDs under (ch, author) from seq from on,
+// at most limit of them, and returns the seq of the last one.
+func scanSeqCIDs(txn *badger.Txn, ch cid.Cid, author peer.ID, from uint64, limit int, fn func(cid.Cid) error) (uint64, error) {
+	if err := checkPart("channel", ch.Bytes()); err != nil {
+		return 0, err
+	}
+	if err := checkPart("author", []byte(author)); err != nil {
+		return 0, err
+	}
+	from = max(from, 1)
+	prefix := seqPrefix(ch, author)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	var last uint64
+	n := 0
+	for it.Seek(seqKey(ch, author, from)); it.Valid(); it.Next() {
+		item := it.Item()
+		r := keyReader{b: item.Key()[len(prefix):]}
+		seq := r.u64()
+		if r.err != nil || len(r.b) != 0 {
+			return 0, fmt.Errorf("%w: malformed key %x", ErrCorrupt, item.Key())
+		}
+		var sv seqValue
+		err := item.Value(func(v []byte) error {
+			var err error
+			sv, err = decodeSeqValue(v)
+			return err
+		})
+		if err != nil {
+			return 0, err
+		}
+		if err := fn(sv.cid); err != nil {
+			return 0, err
+		}
+		last = seq
+		if n++; n == limit {
+			break
+		}
+	}
+	return last, nil
+}
+
 // scanSeq calls fn with the records under (ch, author) with seq in
 // [from, to] (to == 0: no bound), at most limit of them (limit == 0: no bound),
 // and returns the seq of the last one.
@@ -370,22 +464,38 @@ func (s *Store) Head(ch cid.Cid, author peer.ID) (uint64, error) {
 		return 0, fmt.Errorf("store head %s %s: %w", ch, author, err)
 	}
 	defer s.leave()
-	var head uint64
+	if err := checkPart("channel", ch.Bytes()); err != nil {
+		return 0, fmt.Errorf("store head %s %s: %w", ch, author, err)
+	}
+	if err := checkPart("author", []byte(author)); err != nil {
+		return 0, fmt.Errorf("store head %s %s: %w", ch, author, err)
+	}
+	hk := headKey(ch, author)
+	s.headsMu.Lock()
+	head, ok := s.heads[string(hk)]
+	s.headsMu.Unlock()
+	if ok {
+		return head, nil
+	}
 	err := s.db.View(func(txn *badger.Txn) error {
-		if err := checkPart("channel", ch.Bytes()); err != nil {
-			return err
-		}
-		if err := checkPart("author", []byte(author)); err != nil {
-			return err
-		}
 		var err error
-		head, _, err = getU64(txn, headKey(ch, author))
+		head, _, err = getU64(txn, hk)
 		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store head %s %s: %w", ch, author, err)
 	}
-	return head, nil
+	return s.noteHead(hk, head), nil
+}
+
+// noteHead records in the mirror that the head under key hk is at least
+// head, and returns the mirror's value.
+func (s *Store) noteHead(hk []byte, head uint64) uint64 {
+	s.headsMu.Lock()
+	defer s.headsMu.Unlock()
+	head = max(head, s.heads[string(hk)])
+	s.heads[string(hk)] = head
+	return head
 }
 
 // Forks returns the fork evidence held for channel ch, by author, then seq.

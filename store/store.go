@@ -33,6 +33,12 @@ type Store struct {
 
 	count atomic.Int64 // records under 'r'
 
+	// heads mirrors the 'h' entries read or written so far, by key: Head
+	// is asked for on every received record. Heads only grow, so the
+	// mirror keeps the largest value it has seen.
+	headsMu sync.Mutex
+	heads   map[string]uint64
+
 	stopGC chan struct{}
 	gcDone chan struct{}
 }
@@ -73,7 +79,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("store open %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: logger}
+	s := &Store{db: db, log: logger, heads: map[string]uint64{}}
 	s.idle.L = &s.mu
 	if err := s.init(); err != nil {
 		_ = db.Close()
