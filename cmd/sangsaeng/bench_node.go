@@ -45,6 +45,7 @@ func benchNodeChild(ctx context.Context, env *Env, args []string) error {
 	if env.Home == "" {
 		return f.usageErrorf("--home is required")
 	}
+	setMemoryLimit() // as the daemon does
 	// Ctrl-C reaches the whole process group; the bench stops its children
 	// itself, in order, so that their homes can be removed. When the bench
 	// is gone, writes to stdout fail rather than kill the process, which

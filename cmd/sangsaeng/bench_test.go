@@ -48,7 +48,7 @@ func TestBenchJSON(t *testing.T) {
 		}
 		return v
 	}
-	for _, key := range []string{"delivered_per_sec", "baseline_per_sec", "ratio", "p50_ms", "p99_ms", "catchup_per_sec"} {
+	for _, key := range []string{"delivered_per_sec", "baseline_per_sec", "baseline_steady_per_sec", "ratio", "ratio_steady", "p50_ms", "p99_ms", "catchup_per_sec"} {
 		if v := num(key); v <= 0 {
 			t.Errorf("%s = %v, want > 0", key, v)
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/sangsaeng/sangsaeng/node"
@@ -29,6 +30,7 @@ func cmdDaemon(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	setMemoryLimit()
 	if env.API != "" {
 		cfg.API = env.API
 	}
@@ -57,4 +59,18 @@ func cmdDaemon(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// defaultMemoryLimit is the Go heap's soft limit in a node process. A
+// node's live heap is some 30 to 50 MB (Badger's caches and memtables
+// among it); without a limit the garbage collector lets the heap grow to
+// twice that under load, and a small server's memory is better spent on
+// the page cache. GOMEMLIMIT in the environment overrides it.
+const defaultMemoryLimit = 64 << 20
+
+// setMemoryLimit applies defaultMemoryLimit unless GOMEMLIMIT is set.
+func setMemoryLimit() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 }
