@@ -273,15 +273,19 @@ func (n *Node) verifyNow(ch cid.Cid, env []byte, from peer.ID) (*protocol.Signed
 			return nil, fmt.Errorf("%w: %s already stored", errIgnore, c)
 		}
 	}
+	var loaded *protocol.Signed
 	if from != n.self && n.quota.rate > 0 {
 		// The quota is checked before the signature, so that a flood costs
 		// a decode, not a verification, per record.
-		if l, err := protocol.Load(env); err == nil && !n.quota.allow(l.ChannelOf(), l.Record.Author) {
-			n.metrics.overQuota.Inc()
-			return nil, fmt.Errorf("%w: %s is over its quota in %s", errIgnore, l.Record.Author, l.ChannelOf())
+		if l, err := protocol.Load(env); err == nil {
+			if !n.quota.allow(l.ChannelOf(), l.Record.Author) {
+				n.metrics.overQuota.Inc()
+				return nil, fmt.Errorf("%w: %s is over its quota in %s", errIgnore, l.Record.Author, l.ChannelOf())
+			}
+			loaded = l
 		}
 	}
-	s, err := n.check(ch, env)
+	s, err := n.check(ch, env, loaded)
 	if err != nil {
 		n.metrics.rejected.WithLabelValues(rejectReason(err)).Inc()
 		return nil, err
@@ -290,8 +294,15 @@ func (n *Node) verifyNow(ch cid.Cid, env []byte, from peer.ID) (*protocol.Signed
 }
 
 // check runs every rule but storage on an envelope meant for channel ch.
-func (n *Node) check(ch cid.Cid, env []byte) (*protocol.Signed, error) {
-	s, err := protocol.Open(env)
+// loaded, if not nil, is the envelope decoded by protocol.Load.
+func (n *Node) check(ch cid.Cid, env []byte, loaded *protocol.Signed) (*protocol.Signed, error) {
+	var s *protocol.Signed
+	var err error
+	if loaded != nil {
+		s, err = protocol.OpenLoaded(loaded)
+	} else {
+		s, err = protocol.Open(env)
+	}
 	if err != nil {
 		return nil, err
 	}

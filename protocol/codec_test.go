@@ -97,12 +97,23 @@ func TestEveryBitFlipFailsToOpen(t *testing.T) {
 	if _, err := Open(s.Envelope); err != nil {
 		t.Fatalf("pristine envelope: %v", err)
 	}
+	if l, err := Load(s.Envelope); err != nil {
+		t.Fatal(err)
+	} else if got, err := OpenLoaded(l); err != nil || got.CID != s.CID {
+		t.Fatalf("OpenLoaded of a pristine envelope: %v", err)
+	}
 	env := bytes.Clone(s.Envelope)
 	for i := range env {
 		for bit := range 8 {
 			env[i] ^= 1 << bit
 			if got, err := Open(env); err == nil {
 				t.Fatalf("envelope with byte %d bit %d flipped opened as %s", i, bit, got.CID)
+			}
+			// What Load decodes without checking, OpenLoaded refuses too.
+			if l, err := Load(bytes.Clone(env)); err == nil {
+				if got, err := OpenLoaded(l); err == nil {
+					t.Fatalf("envelope with byte %d bit %d flipped opened as %s after Load", i, bit, got.CID)
+				}
 			}
 			env[i] ^= 1 << bit
 		}
