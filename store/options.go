@@ -32,8 +32,9 @@ type Options struct {
 	// one being written, before writes wait for a flush to disk.
 	NumMemtables int
 
-	// BlockCacheSize is the size in bytes of Badger's cache of decompressed
-	// and decrypted table blocks.
+	// BlockCacheSize is the size in bytes of Badger's cache of decrypted
+	// table blocks, used only with an EncryptionKey (tables are not
+	// compressed, and plain blocks are read from the mapped files).
 	BlockCacheSize int64
 
 	// IndexCacheSize is the size in bytes of Badger's cache of table indexes
@@ -46,9 +47,10 @@ type Options struct {
 	ValueLogFileSize int64
 }
 
-// DefaultOptions returns options sized for a small server: about 45 MB of
-// Badger memory at most (two 8 MB memtables with their write headroom, a
-// 16 MB block cache and an 8 MB index cache), 64 MB value-log files,
+// DefaultOptions returns options sized for a small server: about 30 MB of
+// Badger memory at most (two 8 MB memtables with their write headroom and
+// an 8 MB index cache; with encryption, a 16 MB block cache besides), 64 MB
+// value-log files,
 // value-log GC every 10 minutes, no encryption and no logger. Badger maps
 // its files into memory, so the pages of records recently written or read
 // also count in the process's resident size, as reclaimable file pages.

@@ -55,17 +55,25 @@ func Open(dir string, opts Options) (*Store, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 
+	// Tables are neither compressed nor, without a key, encrypted, so
+	// Badger reads their blocks straight from the mapped files and needs
+	// no cache of decoded blocks; the heap is kept for the rest. (The LSM
+	// tree holds index entries; envelopes are in the value log.)
+	blockCache := opts.BlockCacheSize
+	if len(opts.EncryptionKey) == 0 {
+		blockCache = 0
+	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{logger.With("component", "badger")}).
 		WithSyncWrites(true).
 		WithMemTableSize(opts.MemTableSize).
 		WithNumMemtables(opts.NumMemtables).
-		WithBlockCacheSize(opts.BlockCacheSize).
+		WithBlockCacheSize(blockCache).
 		WithIndexCacheSize(opts.IndexCacheSize).
 		WithValueLogFileSize(opts.ValueLogFileSize).
 		WithValueThreshold(valueThreshold).
 		WithNumCompactors(2).
-		WithCompression(options.Snappy).
+		WithCompression(options.None).
 		WithDetectConflicts(true).
 		WithNumVersionsToKeep(1)
 	if len(opts.EncryptionKey) > 0 {
