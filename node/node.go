@@ -70,6 +70,7 @@ type Node struct {
 	writerDone chan struct{}
 	started    atomic.Bool
 	gaps       gapChecks
+	tails      tailChecks
 
 	ctx    context.Context
 	cancel context.CancelFunc

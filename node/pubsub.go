@@ -337,6 +337,7 @@ func (n *Node) store1(s *protocol.Signed, from peer.ID) error {
 	n.accepted(s)
 	// A record beyond the author's contiguous head may show a gap.
 	if from != n.self {
+		n.noteGossip(from, s.ChannelOf())
 		if head, err := n.store.Head(s.ChannelOf(), s.Record.Author); err == nil && head < s.Record.Seq {
 			n.suspectGap(from, s.ChannelOf(), s.Record.Author, s.Record.Seq)
 		}

@@ -178,3 +178,44 @@ func (n *Node) suspectGap(from peer.ID, ch cid.Cid, author peer.ID, seq uint64) 
 		}
 	})
 }
+
+// tailDelay is how long gossip from a peer in a channel must have been
+// quiet before the node checks, with a sync, that it holds what the peer
+// sent. Gossipsub drops messages when a queue is full and, with IHAVE
+// gossip off (see newPubSub), nothing else repairs the loss of the last
+// records of a burst: no later record shows the gap.
+const tailDelay = time.Second
+
+// tailChecks debounces the tail check per (peer, channel).
+type tailChecks struct {
+	mu     sync.Mutex
+	timers map[gapKey]*time.Timer
+}
+
+// noteGossip is called for each record stored from gossip sent by from in
+// ch. Once from has sent nothing in ch for tailDelay, the node syncs ch
+// with it; a sync that finds nothing missing costs a heads exchange.
+func (n *Node) noteGossip(from peer.ID, ch cid.Cid) {
+	k := gapKey{from, ch}
+	n.tails.mu.Lock()
+	defer n.tails.mu.Unlock()
+	if t, ok := n.tails.timers[k]; ok {
+		t.Reset(tailDelay)
+		return
+	}
+	if n.tails.timers == nil {
+		n.tails.timers = map[gapKey]*time.Timer{}
+	}
+	var t *time.Timer
+	t = time.AfterFunc(tailDelay, func() {
+		n.tails.mu.Lock()
+		if n.tails.timers[k] == t {
+			delete(n.tails.timers, k)
+		}
+		n.tails.mu.Unlock()
+		if n.ctx.Err() == nil {
+			n.sync.schedule(from, ch)
+		}
+	})
+	n.tails.timers[k] = t
+}
