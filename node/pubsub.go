@@ -258,8 +258,12 @@ func (n *Node) checkReceived(ch cid.Cid, env []byte, from peer.ID) (*protocol.Si
 	case <-n.ctx.Done():
 		return nil, fmt.Errorf("%w: %v", errIgnore, errClosed)
 	}
-	<-j.done
-	return j.s, j.err
+	select {
+	case <-j.done:
+		return j.s, j.err
+	case <-n.ctx.Done(): // the checkers are gone or going
+		return nil, fmt.Errorf("%w: %v", errIgnore, errClosed)
+	}
 }
 
 func (n *Node) verifyNow(ch cid.Cid, env []byte, from peer.ID) (*protocol.Signed, error) {
