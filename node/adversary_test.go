@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"io"
 	"log/slog"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,6 +52,14 @@ func newKey(t testing.TB) (crypto.PrivKey, peer.ID) {
 // internet can run.
 func bareHost(t testing.TB, key crypto.PrivKey) host.Host {
 	t.Helper()
+	h := newBareHost(t, key)
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// newBareHost is bareHost that the caller must close.
+func newBareHost(t testing.TB, key crypto.PrivKey) host.Host {
+	t.Helper()
 	opts := []libp2p.Option{
 		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"),
 		libp2p.Transport(tcp.NewTCPTransport),
@@ -64,7 +75,6 @@ func bareHost(t testing.TB, key crypto.PrivKey) host.Host {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { h.Close() })
 	return h
 }
 
@@ -124,6 +134,12 @@ func barePubSub(t testing.TB, h host.Host, ours bool, tr *spy) *pubsub.PubSub {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
+	return barePubSubCtx(t, ctx, h, ours, tr)
+}
+
+// barePubSubCtx is barePubSub that runs until ctx ends.
+func barePubSubCtx(t testing.TB, ctx context.Context, h host.Host, ours bool, tr *spy) *pubsub.PubSub {
+	t.Helper()
 	opts := []pubsub.Option{pubsub.WithRawTracer(tr), pubsub.WithPeerOutboundQueueSize(1 << 14), pubsub.WithValidateQueueSize(1 << 14)}
 	if ours {
 		features := func(f pubsub.GossipSubFeature, p libp2pproto.ID) bool {
@@ -345,6 +361,12 @@ func stays(t testing.TB, what string, d time.Duration, cond func() bool) {
 // config and its log at level (floods make debug logs huge).
 func startNodeWith(t testing.TB, name string, level slog.Level, mod func(*Config)) *Node {
 	t.Helper()
+	return startNodeLog(t, name, level, mod, testLogWriter{t})
+}
+
+// startNodeLog is startNodeWith with the node's log written to w.
+func startNodeLog(t testing.TB, name string, level slog.Level, mod func(*Config), w io.Writer) *Node {
+	t.Helper()
 	cfg, err := Init(t.TempDir(), InitOptions{
 		Name:   name,
 		Listen: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
@@ -357,7 +379,7 @@ func startNodeWith(t testing.TB, name string, level slog.Level, mod func(*Config
 	if mod != nil {
 		mod(cfg)
 	}
-	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: level})).With("company", name)
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})).With("company", name)
 	if _, fuzz := t.(*testing.F); fuzz {
 		log = slog.New(slog.DiscardHandler) // F.Log may not be called while fuzzing
 	}
@@ -370,4 +392,38 @@ func startNodeWith(t testing.TB, name string, level slog.Level, mod func(*Config
 	}
 	t.Cleanup(func() { n.Close() })
 	return n
+}
+
+// logLines keeps the lines of a node's log, and passes them on to the
+// test's log.
+type logLines struct {
+	t     testing.TB
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	line := strings.TrimRight(string(p), "\n")
+	l.mu.Lock()
+	l.lines = append(l.lines, line)
+	l.mu.Unlock()
+	l.t.Log(line)
+	return len(p), nil
+}
+
+// matching returns the lines that contain every one of subs.
+func (l *logLines) matching(subs ...string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range l.lines {
+		ok := true
+		for _, s := range subs {
+			ok = ok && strings.Contains(line, s)
+		}
+		if ok {
+			out = append(out, line)
+		}
+	}
+	return out
 }

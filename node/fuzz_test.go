@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -17,7 +19,9 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/sangsaeng/sangsaeng/node/api"
 	"github.com/sangsaeng/sangsaeng/protocol"
@@ -60,6 +64,17 @@ func newSyncFixture(t testing.TB) *syncFixture {
 		t.Fatal(err)
 	}
 	return &syncFixture{n: n, ch: ch, member: k, mid: id, records: recs, heads: hm}
+}
+
+// quiet closes the node's libp2p host, whose background work (heartbeats,
+// identify, dials) would otherwise show the fuzzer coverage that no input
+// caused, and slow it to a crawl. What a sync answer goes through (checks,
+// store) does not need the host.
+func (f *syncFixture) quiet(t testing.TB) {
+	t.Helper()
+	if err := f.n.host.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // read feeds b to the node as the member's answer to a sync.
@@ -159,6 +174,7 @@ func FuzzReadFrame(f *testing.F) {
 // panics, and stores nothing that fails the checks.
 func FuzzSyncAnswer(f *testing.F) {
 	fx := newSyncFixture(f)
+	fx.quiet(f)
 	env := func(i int) []byte { return fx.records[i].Envelope }
 	f.Add(frames(nil, fx.heads, env(0), env(1), env(2), nil))
 	f.Add(frames(nil, fx.heads, env(2), env(0), nil))
@@ -195,6 +211,82 @@ func FuzzSyncAnswer(f *testing.F) {
 			if s.ChannelOf() != fx.ch {
 				t.Fatalf("stored a record of channel %s from a sync of %s", s.ChannelOf(), fx.ch)
 			}
+		}
+	})
+}
+
+// deadlineOnly is the part of a stream answerSync uses besides its writer.
+type deadlineOnly struct{ network.Stream }
+
+func (deadlineOnly) SetWriteDeadline(time.Time) error { return nil }
+
+// FuzzSyncRequest feeds random bytes to a real node as a member's sync
+// request, the way handleSync reads it: one frame, a heads message, and,
+// for the member's channel, the answer. The node never panics, and its
+// answer is well formed: an empty status, its heads for the channel, only
+// records of that channel, and the end frame.
+func FuzzSyncRequest(f *testing.F) {
+	fx := newSyncFixture(f)
+	fx.quiet(f)
+	if err := fx.n.ingestAll(fx.ch, [][]byte{fx.records[0].Envelope, fx.records[1].Envelope, fx.records[2].Envelope}, fx.mid); err != nil {
+		f.Fatal(err)
+	}
+	seed := func(hs protocol.Heads, tips map[peer.ID]cid.Cid) []byte {
+		b, err := (&protocol.HeadsMessage{Channel: fx.ch, Heads: hs, Tips: tips}).Encode()
+		if err != nil {
+			f.Fatal(err)
+		}
+		return frames(b)
+	}
+	f.Add(seed(nil, nil))
+	f.Add(seed(protocol.Heads{fx.mid: 1}, map[peer.ID]cid.Cid{fx.mid: fx.records[0].CID}))
+	f.Add(seed(protocol.Heads{fx.mid: 2}, map[peer.ID]cid.Cid{fx.mid: fx.records[2].CID})) // a tip that is not the record there
+	f.Add(seed(protocol.Heads{fx.mid: 1 << 62, fx.n.ID(): 7}, nil))
+	f.Add(frames([]byte("garbage")))
+	f.Add(binary.AppendUvarint(nil, maxHeadsFrame+1))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		raw, err := readFrame(bufio.NewReader(bytes.NewReader(data)), maxHeadsFrame)
+		if err != nil {
+			return // handleSync resets the stream
+		}
+		req, err := protocol.DecodeHeadsMessage(raw)
+		if err != nil || req.Channel != fx.ch {
+			return // refused
+		}
+		var out bytes.Buffer
+		w := bufio.NewWriter(&out)
+		if err := fx.n.answerSync(w, deadlineOnly{}, fx.ch, req.Heads, req.Tips); err != nil {
+			t.Fatalf("answer to %x: %v", raw, err)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		r := bufio.NewReader(&out)
+		if st, err := readFrame(r, 1024); err != nil || len(st) != 0 {
+			t.Fatalf("status %q %v", st, err)
+		}
+		hb, err := readFrame(r, maxHeadsFrame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hm, err := protocol.DecodeHeadsMessage(hb); err != nil || hm.Channel != fx.ch {
+			t.Fatalf("heads in the answer: %v", err)
+		}
+		for {
+			b, err := readFrame(r, protocol.MaxEnvelopeSize)
+			if err != nil {
+				t.Fatalf("the answer ends without its end frame: %v", err)
+			}
+			if len(b) == 0 {
+				break
+			}
+			s, err := protocol.Open(b)
+			if err != nil || s.ChannelOf() != fx.ch {
+				t.Fatalf("the answer holds a record that does not open or is of another channel: %v", err)
+			}
+		}
+		if r.Buffered() > 0 {
+			t.Fatal("bytes after the end frame")
 		}
 	})
 }
@@ -304,4 +396,116 @@ func FuzzAPIDecode(f *testing.F) {
 		}
 		a.call(t, e.method, e.path, body)
 	})
+}
+
+// TestSyncRequestBadInput: a member opens sync and fetch streams to a node
+// and sends requests that are empty, cut short, beyond the frame limit,
+// garbled, or for a channel it is not in. Each gets a refusal that says what
+// is wrong, or a reset stream; none panics the node, and the same member's
+// good requests are answered afterwards.
+func TestSyncRequestBadInput(t *testing.T) {
+	n := startNodeWith(t, "A", slog.LevelWarn, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ch, err := n.CreateChannel(ctx, "requests", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := n.CreateChannel(ctx, "other", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, id := newKey(t)
+	addMember(t, n, ch, id)
+	rec, err := n.Publish(ctx, ch, "note", map[string]any{"text": "납기 확인"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := bareHost(t, k)
+	if err := h.Connect(ctx, addrInfo(n)); err != nil {
+		t.Fatal(err)
+	}
+	// ask sends raw on a new stream of proto and returns the frames of
+	// the answer, or the error that ended it.
+	ask := func(proto libp2pproto.ID, raw []byte) ([][]byte, error) {
+		st, err := h.NewStream(ctx, n.ID(), proto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		_ = st.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := st.Write(raw); err != nil {
+			return nil, err
+		}
+		_ = st.CloseWrite()
+		r := bufio.NewReader(st)
+		var out [][]byte
+		for {
+			f, err := readFrame(r, protocol.MaxEnvelopeSize)
+			if errors.Is(err, io.EOF) && len(out) > 0 {
+				return out, nil
+			}
+			if err != nil {
+				return out, err
+			}
+			out = append(out, f)
+		}
+	}
+	heads := func(c cid.Cid, hs protocol.Heads) []byte {
+		b, err := (&protocol.HeadsMessage{Channel: c, Heads: hs}).Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, c := range []struct {
+		name  string
+		proto libp2pproto.ID
+		raw   []byte
+		says  string // the refusal; "" for a reset stream
+	}{
+		{"sync: nothing", SyncID, nil, ""},
+		{"sync: a length cut short", SyncID, []byte{0x80}, ""},
+		{"sync: a length beyond the limit", SyncID, binary.AppendUvarint(nil, maxHeadsFrame+1), ""},
+		{"sync: a length of 2^63", SyncID, binary.AppendUvarint(nil, 1<<63), ""},
+		{"sync: a frame cut short", SyncID, frames(heads(ch, nil))[:20], ""},
+		{"sync: garbage heads", SyncID, frames([]byte("garbage")), "bad heads message"},
+		{"sync: an empty frame", SyncID, frames(nil), "bad heads message"},
+		{"sync: a channel it is not in", SyncID, frames(heads(other, nil)), "not a member of that channel"},
+		{"sync: a channel that does not exist", SyncID, frames(heads(protocol.Sum([]byte("nowhere")), nil)), "not a member of that channel"},
+		{"fetch: nothing", FetchID, nil, ""},
+		{"fetch: a frame beyond the limit", FetchID, binary.AppendUvarint(nil, 129), ""},
+		{"fetch: a frame cut short", FetchID, frames(rec.CID.Bytes())[:10], ""},
+		{"fetch: garbage", FetchID, frames([]byte("garbage")), "bad CID"},
+		{"fetch: a CID not held", FetchID, frames(protocol.Sum([]byte("nothing")).Bytes()), "not found"},
+	} {
+		got, err := ask(c.proto, c.raw)
+		switch {
+		case c.says == "" && err == nil:
+			t.Fatalf("%s: answered %q, want a reset", c.name, got)
+		case c.says != "" && (len(got) == 0 || !strings.Contains(string(got[0]), c.says)):
+			t.Fatalf("%s: answered %q (%v), want a refusal that says %q", c.name, got, err, c.says)
+		}
+		if c.says != "" {
+			t.Logf("%s: refused: %s", c.name, got[0])
+		} else {
+			t.Logf("%s: reset: %v", c.name, err)
+		}
+	}
+	// The node still answers the member.
+	got, err := ask(SyncID, frames(heads(ch, nil)))
+	if err != nil || len(got) < 3 || len(got[0]) != 0 {
+		t.Fatalf("a good sync request after the bad ones: %d frames, %v", len(got), err)
+	}
+	found := false
+	for _, f := range got[2:] {
+		found = found || bytes.Equal(f, rec.Envelope)
+	}
+	if !found {
+		t.Fatal("the good sync answer lacks the record")
+	}
+	got, err = ask(FetchID, frames(rec.CID.Bytes()))
+	if err != nil || len(got) != 2 || len(got[0]) != 0 || !bytes.Equal(got[1], rec.Envelope) {
+		t.Fatalf("a good fetch after the bad ones: %q %v", got, err)
+	}
 }

@@ -283,7 +283,9 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("local API on %s: %w (is another daemon running? set api in %s)", n.cfg.API, err, filepath.Join(n.cfg.Home, ConfigFile))
 	}
 	addrFile := filepath.Join(n.cfg.Home, api.AddrFile)
-	if err := os.WriteFile(addrFile, []byte(ln.Addr().String()+"\n"), 0o600); err != nil {
+	// Written whole or not at all: a client reading it meanwhile must not
+	// see it empty.
+	if err := writeFileAtomic(addrFile, []byte(ln.Addr().String()+"\n"), 0o600); err != nil {
 		ln.Close()
 		return err
 	}
@@ -345,4 +347,18 @@ func (n *Node) record(c cid.Cid) (*protocol.Signed, error) {
 // connected reports whether p has a live connection to the node.
 func (n *Node) connected(p peer.ID) bool {
 	return n.host.Network().Connectedness(p) == network.Connected
+}
+
+// writeFileAtomic writes data to a temporary file beside path and renames
+// it over path.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }

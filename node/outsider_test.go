@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,6 +41,7 @@ func TestOutsidersReceiveNothing(t *testing.T) {
 		delivered func() int64
 	}
 	var watchers []watcher
+	var refused []func(context.Context) // dial A again
 
 	// 1. Outsiders refused at the connection: four of them, one per
 	// transport and gossipsub flavour.
@@ -67,6 +70,7 @@ func TestOutsidersReceiveNothing(t *testing.T) {
 			})
 			t.Logf("%s: dial returned %v; disconnected", name, err)
 			watchers = append(watchers, watcher{name, h.ID(), sp, got.Load})
+			refused = append(refused, func(ctx context.Context) { _ = h.Connect(ctx, peer.AddrInfo{ID: a.ID(), Addrs: addrs}) })
 		}
 	}
 	if got := metric(t, a, "sangsaeng_connections_refused_total") - refusedBefore; got < 4 {
@@ -166,11 +170,32 @@ func TestOutsidersReceiveNothing(t *testing.T) {
 	})
 	watchers = append(watchers, watcher{"node C, member of another channel", c.ID(), nil, cGot.Load})
 
-	// Members publish, both ways.
+	// Members publish, both ways, while the refused outsiders keep
+	// dialling.
 	connectAll(t, []*Node{a, b})
+	refused0 := metric(t, a, "sangsaeng_connections_refused_total")
+	dialCtx, stopDials := context.WithCancel(context.Background())
+	var dials sync.WaitGroup
+	var redials atomic.Int64
+	for _, dial := range refused {
+		dials.Add(1)
+		go func() {
+			defer dials.Done()
+			for dialCtx.Err() == nil {
+				ctx, cancel := context.WithTimeout(dialCtx, 2*time.Second)
+				dial(ctx)
+				cancel()
+				redials.Add(1)
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	}
 	lastA := publishNotes(t, a, ch, 30, "secret from A")
 	lastB := publishNotes(t, b, ch, 30, "secret from B")
 	waitFor(t, "the members to hold each other's records", 20*time.Second, func() bool { return has(b, lastA.CID) && has(a, lastB.CID) })
+	waitFor(t, "A to refuse the outsiders' dials while the members publish", 10*time.Second, func() bool {
+		return metric(t, a, "sangsaeng_connections_refused_total")-refused0 >= float64(len(refused))
+	})
 
 	// Gossip (IHAVE) would go out on heartbeats, once a second: give it
 	// three.
@@ -194,6 +219,10 @@ func TestOutsidersReceiveNothing(t *testing.T) {
 		return true
 	}
 	stays(t, "no outsider receiving anything", 3*time.Second, nothing)
+	stopDials()
+	dials.Wait()
+	t.Logf("the refused outsiders dialled A %d times more while the members published; A refused %v connections meanwhile",
+		redials.Load(), metric(t, a, "sangsaeng_connections_refused_total")-refused0)
 
 	var received int64
 	for _, w := range watchers {

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/record"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sangsaeng/sangsaeng/store"
@@ -34,6 +35,8 @@ type partnerBook struct {
 	s  *store.Store
 	mu sync.RWMutex
 	m  map[peer.ID]partnerEntry
+	// restarts follows partners' incarnations, in memory only.
+	restarts restarts
 }
 
 func loadPartners(s *store.Store) (*partnerBook, error) {
@@ -165,7 +168,11 @@ func (n *Node) learnAddrs() {
 					return
 				}
 				ev := e.(event.EvtPeerIdentificationCompleted)
-				if !n.gov.isPartner(ev.Peer) || len(ev.ListenAddrs) == 0 {
+				if !n.gov.isPartner(ev.Peer) {
+					continue
+				}
+				n.dropStaleConns(ev.Peer, ev.Conn, ev.SignedPeerRecord)
+				if len(ev.ListenAddrs) == 0 {
 					continue
 				}
 				n.partners.mu.RLock()
@@ -185,6 +192,67 @@ func (n *Node) learnAddrs() {
 			}
 		}
 	}()
+}
+
+// restarts tells when a partner restarted: the sequence number of the
+// signed peer record it sends with identify is a timestamp taken when its
+// host starts (or its addresses change), so a higher one means a new
+// incarnation.
+type restarts struct {
+	mu  sync.Mutex
+	seq map[peer.ID]uint64
+}
+
+// newer records seq for p and reports whether a lower one was known.
+func (r *restarts) newer(p peer.ID, seq uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seq == nil {
+		r.seq = map[peer.ID]uint64{}
+	}
+	last, known := r.seq[p]
+	if seq <= last {
+		return false
+	}
+	r.seq[p] = seq
+	return known
+}
+
+// dropStaleConns closes p's other connections once connection c is
+// identified as coming from a new incarnation of p. A partner that
+// crashed or was killed leaves its connections behind, and over QUIC
+// nothing tells the node they are dead until they time out, 30 seconds
+// later. Meanwhile libp2p prefers them for new streams (they have the most
+// streams open), so a sync with the restarted partner would wait on a dead
+// connection, and a partner restarted a few times in that window would
+// fill the resource manager's per-peer connection limit and be refused.
+// Syncs with p are scheduled again, for those that were reading from the
+// connections closed.
+func (n *Node) dropStaleConns(p peer.ID, c network.Conn, rec *record.Envelope) {
+	if c == nil || rec == nil || c.Stat().Limited {
+		return // a relayed connection does not replace a direct one
+	}
+	r, err := rec.Record()
+	if err != nil {
+		return
+	}
+	pr, ok := r.(*peer.PeerRecord)
+	if !ok || pr.PeerID != p || !n.partners.restarts.newer(p, pr.Seq) {
+		return
+	}
+	closed := 0
+	for _, old := range n.host.Network().ConnsToPeer(p) {
+		if old != c {
+			n.log.Debug("closing a connection of a partner that restarted", "peer", p, "addr", old.RemoteMultiaddr(), "opened", old.Stat().Opened)
+			_ = old.Close()
+			closed++
+		}
+	}
+	if closed > 0 {
+		for _, ch := range n.gov.shared(p) {
+			n.sync.schedule(p, ch)
+		}
+	}
 }
 
 // dialLoop keeps the node connected to its partners: the address book and

@@ -551,6 +551,28 @@ func (n *Node) answerSync(w *bufio.Writer, st network.Stream, ch cid.Cid, theirs
 			return err
 		}
 	}
+	// Fork evidence travels to every member, also to one whose head is
+	// the same record as ours and so shows no sign of the equivocation:
+	// the records of every fork held are sent along (forks are rare, and
+	// a record the asker holds costs it a lookup).
+	forks, err := n.store.Forks(ch)
+	if err != nil {
+		return err
+	}
+	for _, f := range forks {
+		for _, c := range f.CIDs {
+			if c == tips[f.Author] {
+				continue
+			}
+			s, err := n.store.Get(c)
+			if err != nil {
+				return err
+			}
+			if err := send(s); err != nil {
+				return err
+			}
+		}
+	}
 	n.metrics.syncServed.Add(float64(sent))
 	return writeFrame(w, nil)
 }

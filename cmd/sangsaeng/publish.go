@@ -30,9 +30,12 @@ func cmdPublish(ctx context.Context, env *Env, args []string) error {
 	src, body := "stdin", []byte(nil)
 	if len(pos) == 3 && pos[2] != "-" {
 		src = pos[2]
-		body, err = os.ReadFile(src)
+		body, err = readFileLimited(src, protocol.MaxRecordSize, "body")
 	} else {
 		body, err = io.ReadAll(io.LimitReader(env.Stdin, protocol.MaxRecordSize+1))
+		if err == nil && len(body) > protocol.MaxRecordSize {
+			err = fmt.Errorf("body in stdin is more than %d bytes: %w (the limit is %d bytes)", protocol.MaxRecordSize, protocol.ErrTooLarge, protocol.MaxRecordSize)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("read the body: %w", err)
@@ -54,4 +57,30 @@ func cmdPublish(ctx context.Context, env *Env, args []string) error {
 	}
 	_, err = fmt.Fprintln(env.Stdout, res.CID)
 	return err
+}
+
+// readFileLimited reads the file at path, refusing one beyond limit bytes
+// before it reads it: what is a body or an envelope there is at most a few
+// hundred KiB, and a file named by mistake may be a disk image.
+func readFileLimited(path string, limit int64, what string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("%s is a directory, not a file", path)
+	}
+	if st.Size() > limit {
+		return nil, fmt.Errorf("%s in %s is %d bytes: %w (the limit is %d bytes)", what, path, st.Size(), protocol.ErrTooLarge, limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(b)) > limit { // it grew since
+		err = fmt.Errorf("%s in %s is more than %d bytes: %w (the limit is %d bytes)", what, path, limit, protocol.ErrTooLarge, limit)
+	}
+	return b, err
 }

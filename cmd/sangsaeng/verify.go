@@ -95,7 +95,7 @@ func readEnvelope(env *Env, arg string) (b []byte, isFile bool, err error) {
 	if err != nil || st.IsDir() {
 		return nil, false, nil // a CID
 	}
-	b, err = os.ReadFile(arg)
+	b, err = readFileLimited(arg, protocol.MaxEnvelopeSize, "envelope")
 	return b, true, err
 }
 
