@@ -204,12 +204,14 @@ func (s *Store) commit(items []putItem, results []Result) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		s.count.Add(added)
+		// The heads first: whoever sees the count grow finds the heads
+		// that came with it.
 		for i := range items[:n] {
 			if it := &items[i]; it.headKey != nil {
 				s.noteHead(it.headKey, it.newHead)
 			}
 		}
+		s.count.Add(added)
 		return n, nil
 	}
 }

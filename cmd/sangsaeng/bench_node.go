@@ -341,13 +341,15 @@ func (w *headWatch) wait(ctx context.Context, idle, timeout time.Duration) bench
 		case <-tick.C:
 		}
 		now := time.Now()
-		if c := st.Count(); c != seen {
-			seen = c
-			if r.First == 0 {
-				r.First = now.UnixNano()
+		if c := st.Count(); c != seen || c-w.base >= need {
+			if c != seen {
+				seen = c
+				if r.First == 0 {
+					r.First = now.UnixNano()
+				}
+				r.Last = now.UnixNano()
+				r.Count = int(c - w.base)
 			}
-			r.Last = now.UnixNano()
-			r.Count = int(c - w.base)
 			if c-w.base >= need {
 				h, err := st.Head(w.ch, w.author)
 				if err != nil {
