@@ -255,7 +255,7 @@ func FuzzSyncRequest(f *testing.F) {
 		}
 		var out bytes.Buffer
 		w := bufio.NewWriter(&out)
-		if err := fx.n.answerSync(w, deadlineOnly{}, fx.ch, req.Heads, req.Tips); err != nil {
+		if err := fx.n.answerSync(w, deadlineOnly{}, "", fx.ch, req.Heads, req.Tips); err != nil {
 			t.Fatalf("answer to %x: %v", raw, err)
 		}
 		if err := w.Flush(); err != nil {

@@ -71,6 +71,12 @@ type Node struct {
 	started    atomic.Bool
 	gaps       gapChecks
 	tails      tailChecks
+	// forksSent counts the forks whose records a sync answer has sent,
+	// by (asker, channel).
+	forksSent struct {
+		mu sync.Mutex
+		m  map[gapKey]int
+	}
 
 	ctx    context.Context
 	cancel context.CancelFunc

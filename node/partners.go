@@ -218,6 +218,10 @@ func (r *restarts) newer(p peer.ID, seq uint64) bool {
 	return known
 }
 
+// freshConn is how recently a connection must have been opened for its
+// identify to show a partner's restart.
+const freshConn = 10 * time.Second
+
 // dropStaleConns closes p's other connections once connection c is
 // identified as coming from a new incarnation of p. A partner that
 // crashed or was killed leaves its connections behind, and over QUIC
@@ -238,6 +242,12 @@ func (n *Node) dropStaleConns(p peer.ID, c network.Conn, rec *record.Envelope) {
 	}
 	pr, ok := r.(*peer.PeerRecord)
 	if !ok || pr.PeerID != p || !n.partners.restarts.newer(p, pr.Seq) {
+		return
+	}
+	// Identify runs again on a live connection when the partner's
+	// addresses change (a push), with a newer record too: only a new
+	// connection can show a new incarnation.
+	if time.Since(c.Stat().Opened) > freshConn {
 		return
 	}
 	closed := 0

@@ -479,7 +479,7 @@ func (n *Node) handleSync(st network.Stream) {
 		refuse("not a member of that channel")
 		return
 	}
-	if err := n.answerSync(w, st, ch, req.Heads, req.Tips); err != nil {
+	if err := n.answerSync(w, st, from, ch, req.Heads, req.Tips); err != nil {
 		st.Reset()
 		n.log.Debug("sync answer failed", "peer", from, "channel", ch, "err", err)
 		return
@@ -491,7 +491,7 @@ func (n *Node) handleSync(st network.Stream) {
 
 // answerSync writes the status, this node's heads and every record of ch
 // beyond the asker's heads.
-func (n *Node) answerSync(w *bufio.Writer, st network.Stream, ch cid.Cid, theirs protocol.Heads, tips map[peer.ID]cid.Cid) error {
+func (n *Node) answerSync(w *bufio.Writer, st network.Stream, asker peer.ID, ch cid.Cid, theirs protocol.Heads, tips map[peer.ID]cid.Cid) error {
 	ours, err := n.store.Heads(ch)
 	if err != nil {
 		return err
@@ -553,25 +553,37 @@ func (n *Node) answerSync(w *bufio.Writer, st network.Stream, ch cid.Cid, theirs
 	}
 	// Fork evidence travels to every member, also to one whose head is
 	// the same record as ours and so shows no sign of the equivocation:
-	// the records of every fork held are sent along (forks are rare, and
-	// a record the asker holds costs it a lookup).
+	// the records of the forks held go along, once per asker while this
+	// node runs (unless more forks came since).
 	forks, err := n.store.Forks(ch)
 	if err != nil {
 		return err
 	}
-	for _, f := range forks {
-		for _, c := range f.CIDs {
-			if c == tips[f.Author] {
-				continue
-			}
-			s, err := n.store.Get(c)
-			if err != nil {
-				return err
-			}
-			if err := send(s); err != nil {
-				return err
+	k := gapKey{asker, ch}
+	n.forksSent.mu.Lock()
+	already := n.forksSent.m[k]
+	n.forksSent.mu.Unlock()
+	if len(forks) > already {
+		for _, f := range forks {
+			for _, c := range f.CIDs {
+				if c == tips[f.Author] {
+					continue
+				}
+				s, err := n.store.Get(c)
+				if err != nil {
+					return err
+				}
+				if err := send(s); err != nil {
+					return err
+				}
 			}
 		}
+		n.forksSent.mu.Lock()
+		if n.forksSent.m == nil {
+			n.forksSent.m = map[gapKey]int{}
+		}
+		n.forksSent.m[k] = len(forks)
+		n.forksSent.mu.Unlock()
 	}
 	n.metrics.syncServed.Add(float64(sent))
 	return writeFrame(w, nil)
@@ -638,9 +650,7 @@ func (n *Node) ingestBatch(ch cid.Cid, envs [][]byte, from peer.ID) (int, error)
 			return nil
 		}
 		res, err := n.store.PutBatch(pending)
-		if err != nil {
-			return err
-		}
+		// On an error, res holds the records written before it.
 		for i, r := range res {
 			switch r {
 			case store.Stored:
@@ -651,7 +661,7 @@ func (n *Node) ingestBatch(ch cid.Cid, envs [][]byte, from peer.ID) (int, error)
 			}
 		}
 		pending = pending[:0]
-		return nil
+		return err
 	}
 	for _, it := range items {
 		if it.dup {

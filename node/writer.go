@@ -84,10 +84,15 @@ func (n *Node) writer() {
 		}
 		res, err := n.store.PutBatch(recs)
 		if err != nil && len(batch) > 1 {
-			// One bad record must not fail the others: store them one
-			// by one, each with its own result.
-			for _, r := range batch {
-				r.res, r.err = n.store.Put(r.s)
+			// One bad record must not fail the others: those written
+			// before the failure keep their results, the rest are
+			// stored one by one.
+			for i, r := range batch {
+				if i < len(res) {
+					r.res = res[i]
+				} else {
+					r.res, r.err = n.store.Put(r.s)
+				}
 				close(r.done)
 			}
 			continue
@@ -137,11 +142,12 @@ func (n *Node) checker() {
 // itself within the delay costs no sync.
 const gapDelay = 500 * time.Millisecond
 
-// gapChecks holds the (peer, channel) pairs with a gap check pending, so a
-// burst of out-of-order records schedules one check, not one each.
+// gapChecks holds the gaps with a check pending, by (peer, channel,
+// author), with the highest seq seen beyond the head: a burst of
+// out-of-order records schedules one check, not one each.
 type gapChecks struct {
 	mu      sync.Mutex
-	pending map[gapKey]bool
+	pending map[authorGapKey]uint64
 }
 
 type gapKey struct {
@@ -149,24 +155,31 @@ type gapKey struct {
 	ch   cid.Cid
 }
 
+type authorGapKey struct {
+	gapKey
+	author peer.ID
+}
+
 // suspectGap is called when a record from peer from put author's seq
-// beyond its contiguous head in ch. If the head has not reached seq after
-// gapDelay, the node syncs ch with from, which has just shown that it holds
-// the author's chain.
+// beyond its contiguous head in ch. If the head has not reached the
+// highest such seq after gapDelay, the node syncs ch with from, which has
+// just shown that it holds the author's chain.
 func (n *Node) suspectGap(from peer.ID, ch cid.Cid, author peer.ID, seq uint64) {
-	k := gapKey{from, ch}
+	k := authorGapKey{gapKey{from, ch}, author}
 	n.gaps.mu.Lock()
-	if n.gaps.pending[k] {
+	if last, ok := n.gaps.pending[k]; ok {
+		n.gaps.pending[k] = max(last, seq)
 		n.gaps.mu.Unlock()
 		return
 	}
 	if n.gaps.pending == nil {
-		n.gaps.pending = map[gapKey]bool{}
+		n.gaps.pending = map[authorGapKey]uint64{}
 	}
-	n.gaps.pending[k] = true
+	n.gaps.pending[k] = seq
 	n.gaps.mu.Unlock()
 	time.AfterFunc(gapDelay, func() {
 		n.gaps.mu.Lock()
+		seq := n.gaps.pending[k]
 		delete(n.gaps.pending, k)
 		n.gaps.mu.Unlock()
 		if n.ctx.Err() != nil {

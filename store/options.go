@@ -33,8 +33,9 @@ type Options struct {
 	NumMemtables int
 
 	// BlockCacheSize is the size in bytes of Badger's cache of decrypted
-	// table blocks, used only with an EncryptionKey (tables are not
-	// compressed, and plain blocks are read from the mapped files).
+	// table blocks. Without an EncryptionKey at most 4 MB of it is used:
+	// tables are not compressed, and plain blocks are read from the
+	// mapped files.
 	BlockCacheSize int64
 
 	// IndexCacheSize is the size in bytes of Badger's cache of table indexes
@@ -47,9 +48,9 @@ type Options struct {
 	ValueLogFileSize int64
 }
 
-// DefaultOptions returns options sized for a small server: about 30 MB of
-// Badger memory at most (two 8 MB memtables with their write headroom and
-// an 8 MB index cache; with encryption, a 16 MB block cache besides), 64 MB
+// DefaultOptions returns options sized for a small server: about 35 MB of
+// Badger memory at most (two 8 MB memtables with their write headroom, an
+// 8 MB index cache and a 4 MB block cache; 16 MB with encryption), 64 MB
 // value-log files,
 // value-log GC every 10 minutes, no encryption and no logger. Badger maps
 // its files into memory, so the pages of records recently written or read

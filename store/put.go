@@ -64,8 +64,9 @@ func (s *Store) Put(rec *protocol.Signed) (Result, error) {
 // size limit allows (usually one, so one sync to disk). The records may come
 // in any order, include several of one author and repeat each other: the
 // outcome and the results are those of calling Put on each in turn. Every
-// record is checked before anything is written; on an error, the records
-// before the one that failed may have been written.
+// record is checked before anything is written; on an error, the results
+// returned are those of the records written before the failure (a prefix
+// of recs, possibly empty).
 func (s *Store) PutBatch(recs []*protocol.Signed) ([]Result, error) {
 	if err := s.enter(); err != nil {
 		return nil, fmt.Errorf("store put: %w", err)
@@ -84,7 +85,7 @@ func (s *Store) PutBatch(recs []*protocol.Signed) ([]Result, error) {
 	for start := 0; start < len(items); {
 		n, err := s.commit(items[start:], results[start:])
 		if err != nil {
-			return nil, fmt.Errorf("store put %s: %w", items[start].cid, err)
+			return results[:start], fmt.Errorf("store put %s: %w", items[start].cid, err)
 		}
 		start += n
 	}

@@ -20,6 +20,9 @@ import (
 // enough for the caches and fast to scan.
 const valueThreshold = 128
 
+// plainBlockCache is the block cache of a store without encryption.
+const plainBlockCache = 4 << 20
+
 // Store is a node's record database. Its methods are safe for concurrent
 // use.
 type Store struct {
@@ -57,11 +60,13 @@ func Open(dir string, opts Options) (*Store, error) {
 
 	// Tables are neither compressed nor, without a key, encrypted, so
 	// Badger reads their blocks straight from the mapped files and needs
-	// no cache of decoded blocks; the heap is kept for the rest. (The LSM
-	// tree holds index entries; envelopes are in the value log.)
+	// little cache of decoded blocks; the heap is kept for the rest. (The
+	// LSM tree holds index entries; envelopes are in the value log.)
+	// A small one stays for stores written before, whose tables are
+	// Snappy-compressed until compaction rewrites them.
 	blockCache := opts.BlockCacheSize
 	if len(opts.EncryptionKey) == 0 {
-		blockCache = 0
+		blockCache = min(blockCache, plainBlockCache)
 	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{logger.With("component", "badger")}).
