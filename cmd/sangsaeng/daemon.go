@@ -65,8 +65,8 @@ func cmdDaemon(ctx context.Context, env *Env, args []string) error {
 // node's live heap is some 30 to 50 MB (Badger's memtables and index cache
 // among it); the limit keeps a burst from growing the heap without bound.
 // It is not lower because under a tighter one the garbage collector takes
-// the CPU: at 64 MiB, `sangsaeng bench` delivers about a fifth less and
-// catches up a quarter slower, for some 60 MB less resident memory.
+// the CPU: at 64 MiB, `sangsaeng bench` delivers and catches up some 10 to
+// 20 % slower, for some 60 MB less resident memory.
 // GOMEMLIMIT in the environment overrides it.
 const defaultMemoryLimit = 128 << 20
 
