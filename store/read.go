@@ -256,7 +256,7 @@ func (s *Store) ScanEnvelopes(ch cid.Cid, author peer.ID, from uint64, fn func(c
 		var last uint64
 		err := s.db.View(func(txn *badger.Txn) error {
 			var err error
-			last, err = scanSeqCIDs(txn, ch, author, from, scanChunk, func(c cid.Cid) error {
+			last, err = scanSeqCIDs(txn, ch, author, from, 0, scanChunk, func(c cid.Cid) error {
 				item, err := txn.Get(recordKey(c))
 				if err != nil {
 					return fmt.Errorf("%w: record %s: %v", ErrCorrupt, c, err)
@@ -288,9 +288,10 @@ func (s *Store) ScanEnvelopes(ch cid.Cid, author peer.ID, from uint64, fn func(c
 	}
 }
 
-// scanSeqCIDs calls fn with the CIDs under (ch, author) from seq from on,
-// at most limit of them, and returns the seq of the last one.
-func scanSeqCIDs(txn *badger.Txn, ch cid.Cid, author peer.ID, from uint64, limit int, fn func(cid.Cid) error) (uint64, error) {
+// scanSeqCIDs calls fn with the CIDs under (ch, author) with seq in
+// [from, to] (to == 0: no bound), at most limit of them (limit == 0: no
+// bound), and returns the seq of the last one.
+func scanSeqCIDs(txn *badger.Txn, ch cid.Cid, author peer.ID, from, to uint64, limit int, fn func(cid.Cid) error) (uint64, error) {
 	if err := checkPart("channel", ch.Bytes()); err != nil {
 		return 0, err
 	}
@@ -298,51 +299,6 @@ func scanSeqCIDs(txn *badger.Txn, ch cid.Cid, author peer.ID, from uint64, limit
 		return 0, err
 	}
 	from = max(from, 1)
-	prefix := seqPrefix(ch, author)
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-	defer it.Close()
-	var last uint64
-	n := 0
-	for it.Seek(seqKey(ch, author, from)); it.Valid(); it.Next() {
-		item := it.Item()
-		r := keyReader{b: item.Key()[len(prefix):]}
-		seq := r.u64()
-		if r.err != nil || len(r.b) != 0 {
-			return 0, fmt.Errorf("%w: malformed key %x", ErrCorrupt, item.Key())
-		}
-		var sv seqValue
-		err := item.Value(func(v []byte) error {
-			var err error
-			sv, err = decodeSeqValue(v)
-			return err
-		})
-		if err != nil {
-			return 0, err
-		}
-		if err := fn(sv.cid); err != nil {
-			return 0, err
-		}
-		last = seq
-		if n++; n == limit {
-			break
-		}
-	}
-	return last, nil
-}
-
-// scanSeq calls fn with the records under (ch, author) with seq in
-// [from, to] (to == 0: no bound), at most limit of them (limit == 0: no bound),
-// and returns the seq of the last one.
-func scanSeq(txn *badger.Txn, ch cid.Cid, author peer.ID, from, to uint64, limit int, fn func(*protocol.Signed)) (uint64, error) {
-	if err := checkPart("channel", ch.Bytes()); err != nil {
-		return 0, err
-	}
-	if err := checkPart("author", []byte(author)); err != nil {
-		return 0, err
-	}
-	if from == 0 {
-		from = 1
-	}
 	prefix := seqPrefix(ch, author)
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 	defer it.Close()
@@ -367,17 +323,29 @@ func scanSeq(txn *badger.Txn, ch cid.Cid, author peer.ID, from, to uint64, limit
 		if err != nil {
 			return 0, err
 		}
-		rec, err := getRecord(txn, sv.cid)
-		if err != nil {
+		if err := fn(sv.cid); err != nil {
 			return 0, err
 		}
-		fn(rec)
 		last = seq
 		if n++; limit > 0 && n == limit {
 			break
 		}
 	}
 	return last, nil
+}
+
+// scanSeq calls fn with the records under (ch, author) with seq in
+// [from, to] (to == 0: no bound), at most limit of them (limit == 0: no bound),
+// and returns the seq of the last one.
+func scanSeq(txn *badger.Txn, ch cid.Cid, author peer.ID, from, to uint64, limit int, fn func(*protocol.Signed)) (uint64, error) {
+	return scanSeqCIDs(txn, ch, author, from, to, limit, func(c cid.Cid) error {
+		rec, err := getRecord(txn, c)
+		if err != nil {
+			return err
+		}
+		fn(rec)
+		return nil
+	})
 }
 
 // Backlinks returns the links to target from the records stored, ordered by
