@@ -470,7 +470,11 @@ func (n *Node) handleSync(st network.Stream) {
 	}
 	req, err := protocol.DecodeHeadsMessage(raw)
 	if err != nil {
-		refuse("bad heads message")
+		why := "bad heads message: " + err.Error()
+		if len(why) > 512 { // the status frame holds 1 KiB
+			why = why[:512]
+		}
+		refuse(why)
 		return
 	}
 	ch := req.Channel
