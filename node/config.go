@@ -219,11 +219,10 @@ func (c *Config) Save() error {
 	if err := toml.NewEncoder(&buf).Encode(c); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	tmp := filepath.Join(c.Home, ConfigFile+".tmp")
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
+	if err := writeFileAtomic(filepath.Join(c.Home, ConfigFile), buf.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	return os.Rename(tmp, filepath.Join(c.Home, ConfigFile))
+	return nil
 }
 
 // LoadConfig reads config.toml from home and applies SANGSAENG_* overrides.

@@ -23,30 +23,11 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 // loopback TCP and QUIC with random ports.
 func startNode(t testing.TB, name string) *Node {
 	t.Helper()
-	home := t.TempDir()
-	cfg, err := Init(home, InitOptions{
-		Name:   name,
-		Listen: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
-		API:    "127.0.0.1:0",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MDNS = false
 	level := slog.LevelDebug
 	if _, bench := t.(*testing.B); bench {
 		level = slog.LevelWarn // benchmarks measure the node, not its debug logging
 	}
-	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: level})).With("company", name)
-	n, err := New(cfg, WithLogger(log), WithoutNATPortMap())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	return n
+	return startNodeLog(t, name, level, nil, testLogWriter{t})
 }
 
 // waitFor polls cond until it holds or the deadline passes.

@@ -75,7 +75,7 @@ type Node struct {
 	// by (asker, channel).
 	forksSent struct {
 		mu sync.Mutex
-		m  map[gapKey]int
+		m  map[peerChannel]int
 	}
 
 	ctx    context.Context

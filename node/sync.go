@@ -563,7 +563,7 @@ func (n *Node) answerSync(w *bufio.Writer, st network.Stream, asker peer.ID, ch 
 	if err != nil {
 		return err
 	}
-	k := gapKey{asker, ch}
+	k := peerChannel{asker, ch}
 	n.forksSent.mu.Lock()
 	already := n.forksSent.m[k]
 	n.forksSent.mu.Unlock()
@@ -584,7 +584,7 @@ func (n *Node) answerSync(w *bufio.Writer, st network.Stream, asker peer.ID, ch 
 		}
 		n.forksSent.mu.Lock()
 		if n.forksSent.m == nil {
-			n.forksSent.m = map[gapKey]int{}
+			n.forksSent.m = map[peerChannel]int{}
 		}
 		n.forksSent.m[k] = len(forks)
 		n.forksSent.mu.Unlock()

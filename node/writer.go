@@ -150,13 +150,14 @@ type gapChecks struct {
 	pending map[authorGapKey]uint64
 }
 
-type gapKey struct {
+// peerChannel is a (peer, channel) pair, a key for per-partner state.
+type peerChannel struct {
 	from peer.ID
 	ch   cid.Cid
 }
 
 type authorGapKey struct {
-	gapKey
+	peerChannel
 	author peer.ID
 }
 
@@ -165,7 +166,7 @@ type authorGapKey struct {
 // highest such seq after gapDelay, the node syncs ch with from, which has
 // just shown that it holds the author's chain.
 func (n *Node) suspectGap(from peer.ID, ch cid.Cid, author peer.ID, seq uint64) {
-	k := authorGapKey{gapKey{from, ch}, author}
+	k := authorGapKey{peerChannel{from, ch}, author}
 	n.gaps.mu.Lock()
 	if last, ok := n.gaps.pending[k]; ok {
 		n.gaps.pending[k] = max(last, seq)
@@ -202,14 +203,14 @@ const tailDelay = time.Second
 // tailChecks debounces the tail check per (peer, channel).
 type tailChecks struct {
 	mu     sync.Mutex
-	timers map[gapKey]*time.Timer
+	timers map[peerChannel]*time.Timer
 }
 
 // noteGossip is called for each record stored from gossip sent by from in
 // ch. Once from has sent nothing in ch for tailDelay, the node syncs ch
 // with it; a sync that finds nothing missing costs a heads exchange.
 func (n *Node) noteGossip(from peer.ID, ch cid.Cid) {
-	k := gapKey{from, ch}
+	k := peerChannel{from, ch}
 	n.tails.mu.Lock()
 	defer n.tails.mu.Unlock()
 	if t, ok := n.tails.timers[k]; ok {
@@ -217,7 +218,7 @@ func (n *Node) noteGossip(from peer.ID, ch cid.Cid) {
 		return
 	}
 	if n.tails.timers == nil {
-		n.tails.timers = map[gapKey]*time.Timer{}
+		n.tails.timers = map[peerChannel]*time.Timer{}
 	}
 	var t *time.Timer
 	t = time.AfterFunc(tailDelay, func() {

@@ -58,13 +58,7 @@ func benchBaselineChild(ctx context.Context, env *Env, args []string) error {
 	exit, conn := serveBench(ctx, env.Stdin, env.Stdout, hello, b.handle)
 	cancel()
 	err = h.Close()
-	if exit != nil {
-		r := benchMsg{ID: exit.ID}
-		if err != nil {
-			r.Error = err.Error()
-		}
-		conn.send(r)
-	}
+	conn.ack(exit, err)
 	return err
 }
 

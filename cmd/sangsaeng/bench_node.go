@@ -125,13 +125,7 @@ func benchNodeChild(ctx context.Context, env *Env, args []string) error {
 		_ = os.RemoveAll(home)
 		_ = os.Remove(filepath.Dir(home))
 	}
-	if exit != nil {
-		r := benchMsg{ID: exit.ID}
-		if err != nil {
-			r.Error = err.Error()
-		}
-		conn.send(r)
-	}
+	conn.ack(exit, err)
 	return err
 }
 

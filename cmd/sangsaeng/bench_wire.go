@@ -67,6 +67,18 @@ type benchConn struct {
 	enc *json.Encoder
 }
 
+// ack answers the exit request, if one came, with err.
+func (c *benchConn) ack(exit *benchMsg, err error) {
+	if exit == nil {
+		return
+	}
+	r := benchMsg{ID: exit.ID}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	c.send(r)
+}
+
 // send writes m as one line.
 func (c *benchConn) send(m benchMsg) {
 	c.mu.Lock()

@@ -49,14 +49,7 @@ type daemon struct {
 // startDaemon inits a home on loopback with random ports and starts the daemon.
 func startDaemon(t *testing.T, bin, name string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, bin: bin, home: t.TempDir(), name: name}
-	d.mustRun("init", "--name", name, "--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--api", "127.0.0.1:0")
-	d.start()
-	t.Cleanup(func() { d.stop() })
-	var id api.ID
-	d.mustJSON(&id, "id")
-	d.id = id.ID
-	return d
+	return startDaemonWith(t, bin, name)
 }
 
 func (d *daemon) start() {
