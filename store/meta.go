@@ -29,6 +29,9 @@ func (s *Store) PutMeta(ns, key string, val []byte) error {
 	}
 	defer s.leave()
 	err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(metaKey(ns, key), val) })
+	if err == nil {
+		err = s.syncMeta()
+	}
 	if err != nil {
 		return fmt.Errorf("store put %s/%s: %w", ns, key, err)
 	}
@@ -65,7 +68,11 @@ func (s *Store) DeleteMeta(ns, key string) error {
 		return err
 	}
 	defer s.leave()
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(metaKey(ns, key)) }); err != nil {
+	err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(metaKey(ns, key)) })
+	if err == nil {
+		err = s.syncMeta()
+	}
+	if err != nil {
 		return fmt.Errorf("store delete %s/%s: %w", ns, key, err)
 	}
 	return nil

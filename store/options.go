@@ -21,7 +21,12 @@ type Options struct {
 	// their sizes cannot be 0.
 	EncryptionKey []byte
 
-	// GCInterval is how often the value-log GC runs. Zero disables it.
+	// GCInterval is how often the value-log GC runs on an encrypted store.
+	// Zero disables it. A store without encryption has no value-log GC:
+	// records are never overwritten or deleted, so its value log holds no
+	// garbage but old versions of the node's settings, and the GC, which
+	// rewrites values without syncing them and then deletes their old
+	// file, is not safe with writes that Badger does not sync.
 	GCInterval time.Duration
 
 	// MemTableSize is the size in bytes of each Badger memtable. The largest
@@ -46,13 +51,20 @@ type Options struct {
 	// value-log file. The value-log GC rewrites whole files, so smaller files
 	// give disk space back sooner.
 	ValueLogFileSize int64
+
+	// JournalSize is the size in bytes of the journal that makes writes
+	// durable (see journal.go), written with zeros when the store is
+	// created. A batch of records up to half of it is made durable with
+	// one fdatasync. It has no effect on an encrypted store, whose writes
+	// Badger syncs itself, and on a store that has its journal already.
+	JournalSize int64
 }
 
 // DefaultOptions returns options sized for a small server: about 35 MB of
 // Badger memory at most (two 8 MB memtables with their write headroom, an
 // 8 MB index cache and a 4 MB block cache; 16 MB with encryption), 64 MB
-// value-log files,
-// value-log GC every 10 minutes, no encryption and no logger. Badger maps
+// value-log files, a 16 MB journal, value-log GC every 10 minutes (with
+// encryption), no encryption and no logger. Badger maps
 // its files into memory, so the pages of records recently written or read
 // also count in the process's resident size, as reclaimable file pages.
 func DefaultOptions() Options {
@@ -63,6 +75,7 @@ func DefaultOptions() Options {
 		BlockCacheSize:   16 << 20,
 		IndexCacheSize:   8 << 20,
 		ValueLogFileSize: 64 << 20,
+		JournalSize:      16 << 20,
 	}
 }
 
@@ -83,6 +96,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ValueLogFileSize == 0 {
 		o.ValueLogFileSize = d.ValueLogFileSize
+	}
+	if o.JournalSize == 0 {
+		o.JournalSize = d.JournalSize
 	}
 	return o
 }
@@ -107,6 +123,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("store: negative BlockCacheSize %d", o.BlockCacheSize)
 	case o.IndexCacheSize < 0:
 		return fmt.Errorf("store: negative IndexCacheSize %d", o.IndexCacheSize)
+	case o.JournalSize < 1<<20:
+		return fmt.Errorf("store: JournalSize %d below 1 MB", o.JournalSize)
 	case o.ValueLogFileSize < 1<<20 || o.ValueLogFileSize >= 2<<30:
 		return fmt.Errorf("store: ValueLogFileSize %d outside [1 MB, 2 GB)", o.ValueLogFileSize)
 	}

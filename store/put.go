@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -80,6 +81,17 @@ func (s *Store) PutBatch(recs []*protocol.Signed) ([]Result, error) {
 			return nil, fmt.Errorf("store put %s: %w", describe(r), err)
 		}
 		items[i] = it
+	}
+	if s.j != nil {
+		jr := make([]journalRecord, len(items))
+		for i := range items {
+			jr[i] = journalRecord{cid: items[i].cid.Bytes(), env: items[i].rec.Envelope}
+		}
+		release, err := s.j.write(jr)
+		defer release()
+		if err != nil {
+			return nil, fmt.Errorf("store put: %w", err)
+		}
 	}
 	results := make([]Result, len(items))
 	for start := 0; start < len(items); {
@@ -374,4 +386,93 @@ func getU64(txn *badger.Txn, key []byte) (uint64, bool, error) {
 
 func encodeU64(v uint64) []byte {
 	return keyBuf(make([]byte, 0, 8)).u64(v)
+}
+
+// replay writes again the journal's records that Badger may have lost: a
+// record it does not hold is stored as Put would, and a record whose value
+// it cannot read back (its index entry reached a table, its value in the
+// value log did not reach the disk) gets its value again. Then it
+// checkpoints, so the journal starts empty.
+func (s *Store) replay(entries [][]journalRecord) error {
+	var missing []*protocol.Signed
+	var repaired, stored int
+	for _, recs := range entries {
+		for _, r := range recs {
+			c, err := cid.Cast(r.cid)
+			if err != nil {
+				s.log.Warn("journal: a record with a bad CID is skipped", "err", err)
+				continue
+			}
+			if s.holds(c, r.env) {
+				continue
+			}
+			rec, err := protocol.Open(r.env)
+			if err != nil || !rec.CID.Equals(c) {
+				s.log.Warn("journal: a record that does not open is skipped", "cid", c, "err", err)
+				continue
+			}
+			present, err := s.Has(c)
+			if err != nil {
+				return fmt.Errorf("journal replay %s: %w", c, err)
+			}
+			if present {
+				// Its index entry came through, its value did not.
+				if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(recordKey(c), r.env) }); err != nil {
+					return fmt.Errorf("journal replay %s: %w", c, err)
+				}
+				repaired++
+				continue
+			}
+			missing = append(missing, rec)
+		}
+	}
+	for start := 0; start < len(missing); start += maxReplayBatch {
+		batch := missing[start:min(start+maxReplayBatch, len(missing))]
+		items := make([]putItem, 0, len(batch))
+		for _, r := range batch {
+			it, err := prepare(r)
+			if err != nil {
+				s.log.Warn("journal: a record the store refuses is skipped", "cid", r.CID, "err", err)
+				continue
+			}
+			items = append(items, it)
+		}
+		results := make([]Result, len(items))
+		for done := 0; done < len(items); {
+			n, err := s.commit(items[done:], results[done:])
+			if err != nil {
+				return fmt.Errorf("journal replay: %w", err)
+			}
+			done += n
+		}
+		stored += len(items)
+	}
+	if repaired+stored > 0 {
+		s.log.Warn("journal: records written again after an unclean stop", "stored", stored, "repaired", repaired)
+	}
+	return s.j.checkpointAll()
+}
+
+// maxReplayBatch bounds the records one replay transaction takes.
+const maxReplayBatch = 1000
+
+// holds reports whether the store holds c with exactly env as its value.
+// A value Badger cannot read back (its value-log entry is gone or torn)
+// counts as not held: that is what replay repairs.
+func (s *Store) holds(c cid.Cid, env []byte) bool {
+	var same bool
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(recordKey(c))
+		if err != nil {
+			return err
+		}
+		if item.ValueSize() != int64(len(env)) {
+			return nil
+		}
+		return item.Value(func(v []byte) error {
+			same = bytes.Equal(v, env)
+			return nil
+		})
+	})
+	return err == nil && same
 }

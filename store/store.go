@@ -42,6 +42,11 @@ type Store struct {
 	headsMu sync.Mutex
 	heads   map[string]uint64
 
+	// j is the journal that makes writes durable (see journal.go); nil
+	// for an encrypted store, whose writes Badger syncs itself.
+	j   *journal
+	dir string
+
 	stopGC chan struct{}
 	gcDone chan struct{}
 }
@@ -70,7 +75,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{logger.With("component", "badger")}).
-		WithSyncWrites(true).
+		WithSyncWrites(len(opts.EncryptionKey) > 0).
 		WithMemTableSize(opts.MemTableSize).
 		WithNumMemtables(opts.NumMemtables).
 		WithBlockCacheSize(blockCache).
@@ -92,13 +97,37 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("store open %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: logger, heads: map[string]uint64{}}
+	s := &Store{db: db, log: logger, heads: map[string]uint64{}, dir: dir}
 	s.idle.L = &s.mu
-	if err := s.init(); err != nil {
+	var replay [][]journalRecord
+	if len(opts.EncryptionKey) == 0 {
+		// The journal holds envelopes in plain; an encrypted store
+		// keeps Badger's synced writes instead.
+		if s.j, replay, err = openJournal(dir, opts.JournalSize); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("store open %s: %w", dir, err)
+		}
+	}
+	fail := func(err error) (*Store, error) {
 		_ = db.Close()
+		if s.j != nil {
+			_ = s.j.close()
+		}
 		return nil, fmt.Errorf("store open %s: %w", dir, err)
 	}
-	if opts.GCInterval > 0 {
+	if err := s.init(); err != nil {
+		return fail(err)
+	}
+	if len(replay) > 0 {
+		if err := s.replay(replay); err != nil {
+			return fail(err)
+		}
+	}
+	// Records are written once and never deleted, so the value log holds
+	// no garbage but the node's own settings. Its GC is left to encrypted
+	// stores: it rewrites values without syncing them when Badger's writes
+	// are not synced, and deletes the old file at once.
+	if opts.GCInterval > 0 && s.j == nil {
 		s.stopGC = make(chan struct{})
 		s.gcDone = make(chan struct{})
 		go s.gcLoop(opts.GCInterval)
@@ -125,6 +154,9 @@ func (s *Store) init() error {
 		})
 	})
 	if err != nil {
+		return err
+	}
+	if err := s.syncMeta(); err != nil {
 		return err
 	}
 	var n int64
@@ -159,9 +191,32 @@ func (s *Store) Close() error {
 		<-s.gcDone
 	}
 	if err := s.db.Close(); err != nil {
+		if s.j != nil {
+			_ = s.j.close()
+		}
 		return fmt.Errorf("store close: %w", err)
 	}
+	if s.j != nil {
+		// Badger flushed its memtables on Close; once its files are
+		// synced, nothing in the journal needs replaying.
+		err := s.j.checkpointAll()
+		if cerr := s.j.close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("store close: %w", err)
+		}
+	}
 	return nil
+}
+
+// syncMeta makes durable a write made outside the journal (the node's
+// settings, the layout version), which Badger did not sync.
+func (s *Store) syncMeta() error {
+	if s.j == nil {
+		return nil
+	}
+	return syncFiles(s.dir)
 }
 
 // enter registers a call in progress; it fails once the store is closed.
