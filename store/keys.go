@@ -10,7 +10,7 @@ package store
 // part of a key is written without a length. Values that are "-" are empty.
 //
 //	'v'                                             → layout version (1 byte)
-//	'r' cid                                         → signed envelope
+//	'r' cid                                         → signed envelope, or where it is in the record log
 //	's' ch author seq(8)                            → [len] cid, prev cid (empty when seq = 1)
 //	'c' ch newest(8) cid                            → -
 //	'k' kind newest(8) cid                          → -
@@ -56,8 +56,14 @@ const (
 	pFork     = 'f'
 )
 
-// layoutVersion is the version of the key layout above, stored under 'v'.
-const layoutVersion = 1
+// layoutVersion is the version of the key layout above, stored under 'v':
+// 2 when a record's value under 'r' may point into the record log (see
+// log.go), which layoutInline, 1, stores that keep every envelope in
+// Badger (encrypted ones, and stores written before the log) say.
+const (
+	layoutVersion = 2
+	layoutInline  = 1
+)
 
 // maxPart is the longest variable-length key part that one length byte can
 // describe.

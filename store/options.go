@@ -52,18 +52,17 @@ type Options struct {
 	// give disk space back sooner.
 	ValueLogFileSize int64
 
-	// JournalSize is the size in bytes of the journal that makes writes
-	// durable (see journal.go), written with zeros when the store is
-	// created. A batch of records up to half of it is made durable with
-	// one fdatasync. It has no effect on an encrypted store, whose writes
-	// Badger syncs itself, and on a store that has its journal already.
-	JournalSize int64
+	// LogSegmentSize is the size in bytes of the record log's segment
+	// files (see log.go), each written with zeros when it is created. A
+	// record must fit in one. It has no effect on an encrypted store,
+	// which keeps its records in Badger, or on segments made before.
+	LogSegmentSize int64
 }
 
 // DefaultOptions returns options sized for a small server: about 35 MB of
 // Badger memory at most (two 8 MB memtables with their write headroom, an
 // 8 MB index cache and a 4 MB block cache; 16 MB with encryption), 64 MB
-// value-log files, a 16 MB journal, value-log GC every 10 minutes (with
+// value-log files, 16 MB record-log segments, value-log GC every 10 minutes (with
 // encryption), no encryption and no logger. Badger maps
 // its files into memory, so the pages of records recently written or read
 // also count in the process's resident size, as reclaimable file pages.
@@ -75,7 +74,7 @@ func DefaultOptions() Options {
 		BlockCacheSize:   16 << 20,
 		IndexCacheSize:   8 << 20,
 		ValueLogFileSize: 64 << 20,
-		JournalSize:      16 << 20,
+		LogSegmentSize:   16 << 20,
 	}
 }
 
@@ -97,8 +96,8 @@ func (o Options) withDefaults() Options {
 	if o.ValueLogFileSize == 0 {
 		o.ValueLogFileSize = d.ValueLogFileSize
 	}
-	if o.JournalSize == 0 {
-		o.JournalSize = d.JournalSize
+	if o.LogSegmentSize == 0 {
+		o.LogSegmentSize = d.LogSegmentSize
 	}
 	return o
 }
@@ -123,8 +122,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("store: negative BlockCacheSize %d", o.BlockCacheSize)
 	case o.IndexCacheSize < 0:
 		return fmt.Errorf("store: negative IndexCacheSize %d", o.IndexCacheSize)
-	case o.JournalSize < 1<<20:
-		return fmt.Errorf("store: JournalSize %d below 1 MB", o.JournalSize)
+	case o.LogSegmentSize < 1<<20 || o.LogSegmentSize >= 4<<30:
+		return fmt.Errorf("store: LogSegmentSize %d outside [1 MB, 4 GB)", o.LogSegmentSize)
 	case o.ValueLogFileSize < 1<<20 || o.ValueLogFileSize >= 2<<30:
 		return fmt.Errorf("store: ValueLogFileSize %d outside [1 MB, 2 GB)", o.ValueLogFileSize)
 	}

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -82,14 +81,12 @@ func (s *Store) PutBatch(recs []*protocol.Signed) ([]Result, error) {
 		}
 		items[i] = it
 	}
-	if s.j != nil {
-		jr := make([]journalRecord, len(items))
-		for i := range items {
-			jr[i] = journalRecord{cid: items[i].cid.Bytes(), env: items[i].rec.Envelope}
-		}
-		release, err := s.j.write(jr)
-		defer release()
-		if err != nil {
+	if s.rlog != nil {
+		// Held until the records are in Badger, so that a checkpoint
+		// never records a log position ahead of Badger.
+		s.rlog.apply.RLock()
+		defer s.rlog.apply.RUnlock()
+		if err := s.logItems(items); err != nil {
 			return nil, fmt.Errorf("store put: %w", err)
 		}
 	}
@@ -115,6 +112,7 @@ func describe(r *protocol.Signed) string {
 // putItem is a record checked and taken apart for writing.
 type putItem struct {
 	rec     *protocol.Signed
+	value   []byte // Badger's value under 'r': the envelope, or where it is in the log
 	cid     cid.Cid
 	channel cid.Cid
 	author  peer.ID
@@ -133,7 +131,7 @@ func prepare(rec *protocol.Signed) (putItem, error) {
 		return putItem{}, fmt.Errorf("%w: no record", ErrInvalid)
 	}
 	r := rec.Record
-	it := putItem{rec: rec, cid: rec.CID, channel: r.Channel, author: r.Author, seq: r.Seq, prev: r.Prev}
+	it := putItem{rec: rec, cid: rec.CID, channel: r.Channel, author: r.Author, seq: r.Seq, prev: r.Prev, value: rec.Envelope}
 	if !it.cid.Defined() {
 		return putItem{}, fmt.Errorf("%w: no CID", ErrInvalid)
 	}
@@ -248,7 +246,10 @@ func apply(txn *badger.Txn, it *putItem) (Result, error) {
 	} else if !errors.Is(err, badger.ErrKeyNotFound) {
 		return 0, err
 	}
-	if err := txn.Set(rk, it.rec.Envelope); err != nil {
+	if it.value == nil {
+		return 0, fmt.Errorf("store put %s: no value to store (not in the record log)", it.cid)
+	}
+	if err := txn.Set(rk, it.value); err != nil {
 		return 0, err
 	}
 
@@ -388,91 +389,101 @@ func encodeU64(v uint64) []byte {
 	return keyBuf(make([]byte, 0, 8)).u64(v)
 }
 
-// replay writes again the journal's records that Badger may have lost: a
-// record it does not hold is stored as Put would, and a record whose value
-// it cannot read back (its index entry reached a table, its value in the
-// value log did not reach the disk) gets its value again. Then it
-// checkpoints, so the journal starts empty.
-func (s *Store) replay(entries [][]journalRecord) error {
-	var missing []*protocol.Signed
-	var repaired, stored int
-	for _, recs := range entries {
-		for _, r := range recs {
-			c, err := cid.Cast(r.cid)
-			if err != nil {
-				s.log.Warn("journal: a record with a bad CID is skipped", "err", err)
+// logItems appends to the record log the records of items the store does
+// not hold yet, and points their values at it. Records already held are
+// left out: apply finds them and counts them as duplicates.
+func (s *Store) logItems(items []putItem) error {
+	recs := make([]logRecord, 0, len(items))
+	idx := make([]int, 0, len(items))
+	err := s.db.View(func(txn *badger.Txn) error {
+		for i := range items {
+			_, err := txn.Get(recordKey(items[i].cid))
+			if err == nil {
+				items[i].value = nil
 				continue
 			}
-			if s.holds(c, r.env) {
-				continue
+			if !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
 			}
-			rec, err := protocol.Open(r.env)
-			if err != nil || !rec.CID.Equals(c) {
-				s.log.Warn("journal: a record that does not open is skipped", "cid", c, "err", err)
-				continue
-			}
-			present, err := s.Has(c)
-			if err != nil {
-				return fmt.Errorf("journal replay %s: %w", c, err)
-			}
-			if present {
-				// Its index entry came through, its value did not.
-				if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(recordKey(c), r.env) }); err != nil {
-					return fmt.Errorf("journal replay %s: %w", c, err)
-				}
-				repaired++
-				continue
-			}
-			missing = append(missing, rec)
+			recs = append(recs, logRecord{cid: items[i].cid.Bytes(), env: items[i].rec.Envelope})
+			idx = append(idx, i)
 		}
+		return nil
+	})
+	if err != nil || len(recs) == 0 {
+		return err
 	}
-	for start := 0; start < len(missing); start += maxReplayBatch {
-		batch := missing[start:min(start+maxReplayBatch, len(missing))]
-		items := make([]putItem, 0, len(batch))
-		for _, r := range batch {
-			it, err := prepare(r)
-			if err != nil {
-				s.log.Warn("journal: a record the store refuses is skipped", "cid", r.CID, "err", err)
-				continue
-			}
-			items = append(items, it)
-		}
+	locs, err := s.rlog.append(recs)
+	if err != nil {
+		return err
+	}
+	for k, i := range idx {
+		items[i].value = locs[k].pointer()
+	}
+	return nil
+}
+
+// replay indexes the records of the log written after its last checkpoint
+// that Badger does not hold (the machine went down before Badger's writes
+// reached the disk; after a crash of the process alone they are all
+// there), then checkpoints.
+func (s *Store) replay(recs []replayRecord) error {
+	var stored int
+	items := make([]putItem, 0, maxReplayBatch)
+	flush := func() error {
 		results := make([]Result, len(items))
 		for done := 0; done < len(items); {
 			n, err := s.commit(items[done:], results[done:])
 			if err != nil {
-				return fmt.Errorf("journal replay: %w", err)
+				return fmt.Errorf("record log replay: %w", err)
 			}
 			done += n
 		}
 		stored += len(items)
+		items = items[:0]
+		return nil
 	}
-	if repaired+stored > 0 {
-		s.log.Warn("journal: records written again after an unclean stop", "stored", stored, "repaired", repaired)
+	for _, r := range recs {
+		c, err := cid.Cast(r.cid)
+		if err != nil {
+			s.log.Warn("record log: a record with a bad CID is skipped", "err", err)
+			continue
+		}
+		held, err := s.Has(c)
+		if err != nil {
+			return fmt.Errorf("record log replay %s: %w", c, err)
+		}
+		if held {
+			continue
+		}
+		rec, err := protocol.Open(r.env)
+		if err == nil && !rec.CID.Equals(c) {
+			err = fmt.Errorf("the envelope is record %s", rec.CID)
+		}
+		if err != nil {
+			s.log.Warn("record log: a record that does not open is skipped", "cid", c, "err", err)
+			continue
+		}
+		it, err := prepare(rec)
+		if err != nil {
+			s.log.Warn("record log: a record the store refuses is skipped", "cid", c, "err", err)
+			continue
+		}
+		it.value = r.loc.pointer()
+		if items = append(items, it); len(items) == maxReplayBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
 	}
-	return s.j.checkpointAll()
+	if err := flush(); err != nil {
+		return err
+	}
+	if stored > 0 {
+		s.log.Warn("record log: records indexed again after an unclean stop", "records", stored, "read", len(recs))
+	}
+	return s.rlog.checkpoint()
 }
 
 // maxReplayBatch bounds the records one replay transaction takes.
 const maxReplayBatch = 1000
-
-// holds reports whether the store holds c with exactly env as its value.
-// A value Badger cannot read back (its value-log entry is gone or torn)
-// counts as not held: that is what replay repairs.
-func (s *Store) holds(c cid.Cid, env []byte) bool {
-	var same bool
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(recordKey(c))
-		if err != nil {
-			return err
-		}
-		if item.ValueSize() != int64(len(env)) {
-			return nil
-		}
-		return item.Value(func(v []byte) error {
-			same = bytes.Equal(v, env)
-			return nil
-		})
-	})
-	return err == nil && same
-}

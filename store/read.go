@@ -53,7 +53,7 @@ func (s *Store) Get(c cid.Cid) (*protocol.Signed, error) {
 	var rec *protocol.Signed
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
-		rec, err = getRecord(txn, c)
+		rec, err = s.getRecord(txn, c)
 		return err
 	})
 	if err != nil {
@@ -153,7 +153,7 @@ func (s *Store) list(prefix, part []byte, limit int, cursor string) ([]*protocol
 			if err != nil {
 				return err
 			}
-			rec, err := getRecord(txn, c)
+			rec, err := s.getRecord(txn, c)
 			if err != nil {
 				return err
 			}
@@ -191,7 +191,7 @@ func (s *Store) ByAuthor(ch cid.Cid, author peer.ID, from, to uint64) ([]*protoc
 	defer s.leave()
 	var recs []*protocol.Signed
 	err := s.db.View(func(txn *badger.Txn) error {
-		_, err := scanSeq(txn, ch, author, from, to, 0, func(r *protocol.Signed) {
+		_, err := s.scanSeq(txn, ch, author, from, to, 0, func(r *protocol.Signed) {
 			recs = append(recs, r)
 		})
 		return err
@@ -216,7 +216,7 @@ func (s *Store) ScanAuthor(ch cid.Cid, author peer.ID, from uint64, fn func(*pro
 		var last uint64
 		err := s.db.View(func(txn *badger.Txn) error {
 			var err error
-			last, err = scanSeq(txn, ch, author, from, 0, scanChunk, func(r *protocol.Signed) {
+			last, err = s.scanSeq(txn, ch, author, from, 0, scanChunk, func(r *protocol.Signed) {
 				chunk = append(chunk, r)
 			})
 			return err
@@ -261,7 +261,7 @@ func (s *Store) ScanEnvelopes(ch cid.Cid, author peer.ID, from uint64, fn func(c
 				if err != nil {
 					return fmt.Errorf("%w: record %s: %v", ErrCorrupt, c, err)
 				}
-				env, err := item.ValueCopy(nil)
+				env, err := s.envelope(item)
 				if err != nil {
 					return err
 				}
@@ -337,9 +337,9 @@ func scanSeqCIDs(txn *badger.Txn, ch cid.Cid, author peer.ID, from, to uint64, l
 // scanSeq calls fn with the records under (ch, author) with seq in
 // [from, to] (to == 0: no bound), at most limit of them (limit == 0: no bound),
 // and returns the seq of the last one.
-func scanSeq(txn *badger.Txn, ch cid.Cid, author peer.ID, from, to uint64, limit int, fn func(*protocol.Signed)) (uint64, error) {
+func (s *Store) scanSeq(txn *badger.Txn, ch cid.Cid, author peer.ID, from, to uint64, limit int, fn func(*protocol.Signed)) (uint64, error) {
 	return scanSeqCIDs(txn, ch, author, from, to, limit, func(c cid.Cid) error {
-		rec, err := getRecord(txn, c)
+		rec, err := s.getRecord(txn, c)
 		if err != nil {
 			return err
 		}
@@ -538,8 +538,25 @@ func (s *Store) Channels() ([]cid.Cid, error) {
 	return out, nil
 }
 
+// envelope returns the envelope of a record's item: its value, or what
+// the value points at in the record log.
+func (s *Store) envelope(item *badger.Item) ([]byte, error) {
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, err
+	}
+	loc, ok := parsePointer(v)
+	if !ok {
+		return v, nil
+	}
+	if s.rlog == nil {
+		return nil, fmt.Errorf("%w: record %x points into a record log this store does not have", ErrCorrupt, item.Key())
+	}
+	return s.rlog.read(loc)
+}
+
 // getRecord reads and decodes the record with CID c.
-func getRecord(txn *badger.Txn, c cid.Cid) (*protocol.Signed, error) {
+func (s *Store) getRecord(txn *badger.Txn, c cid.Cid) (*protocol.Signed, error) {
 	if !c.Defined() {
 		return nil, ErrNotFound
 	}
@@ -550,7 +567,7 @@ func getRecord(txn *badger.Txn, c cid.Cid) (*protocol.Signed, error) {
 	if err != nil {
 		return nil, err
 	}
-	env, err := item.ValueCopy(nil)
+	env, err := s.envelope(item)
 	if err != nil {
 		return nil, err
 	}

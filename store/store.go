@@ -42,9 +42,10 @@ type Store struct {
 	headsMu sync.Mutex
 	heads   map[string]uint64
 
-	// j is the journal that makes writes durable (see journal.go); nil
-	// for an encrypted store, whose writes Badger syncs itself.
-	j   *journal
+	// log holds the envelopes and makes writes durable (see log.go);
+	// nil for an encrypted store, whose envelopes are in Badger, which
+	// syncs its writes itself.
+	rlog *recordLog
 	dir string
 
 	stopGC chan struct{}
@@ -99,26 +100,26 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{db: db, log: logger, heads: map[string]uint64{}, dir: dir}
 	s.idle.L = &s.mu
-	var replay [][]journalRecord
+	var replay []replayRecord
 	if len(opts.EncryptionKey) == 0 {
-		// The journal holds envelopes in plain; an encrypted store
-		// keeps Badger's synced writes instead.
-		if s.j, replay, err = openJournal(dir, opts.JournalSize); err != nil {
+		// The log holds envelopes in plain; an encrypted store keeps
+		// them in Badger, which encrypts them.
+		if s.rlog, replay, err = openLog(dir, opts.LogSegmentSize); err != nil {
 			_ = db.Close()
 			return nil, fmt.Errorf("store open %s: %w", dir, err)
 		}
 	}
 	fail := func(err error) (*Store, error) {
 		_ = db.Close()
-		if s.j != nil {
-			_ = s.j.close()
+		if s.rlog != nil {
+			_ = s.rlog.close(false)
 		}
 		return nil, fmt.Errorf("store open %s: %w", dir, err)
 	}
 	if err := s.init(); err != nil {
 		return fail(err)
 	}
-	if len(replay) > 0 {
+	if s.rlog != nil {
 		if err := s.replay(replay); err != nil {
 			return fail(err)
 		}
@@ -127,7 +128,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	// no garbage but the node's own settings. Its GC is left to encrypted
 	// stores: it rewrites values without syncing them when Badger's writes
 	// are not synced, and deletes the old file at once.
-	if opts.GCInterval > 0 && s.j == nil {
+	if opts.GCInterval > 0 && s.rlog == nil {
 		s.stopGC = make(chan struct{})
 		s.gcDone = make(chan struct{})
 		go s.gcLoop(opts.GCInterval)
@@ -138,20 +139,32 @@ func Open(dir string, opts Options) (*Store, error) {
 // init checks the layout version (writing it into a new database) and counts
 // the records.
 func (s *Store) init() error {
+	want := byte(layoutVersion)
+	if s.rlog == nil {
+		want = layoutInline
+	}
 	err := s.db.Update(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte{pVersion})
 		if errors.Is(err, badger.ErrKeyNotFound) {
-			return txn.Set([]byte{pVersion}, []byte{layoutVersion})
+			return txn.Set([]byte{pVersion}, []byte{want})
 		}
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error {
-			if len(v) != 1 || v[0] != layoutVersion {
+		var have byte
+		err = item.Value(func(v []byte) error {
+			if len(v) != 1 || (v[0] != layoutInline && v[0] != layoutVersion) {
 				return fmt.Errorf("%w: %x", ErrVersion, v)
 			}
+			have = v[0]
 			return nil
 		})
+		if err == nil && have < want {
+			// Records written from now on are in the log; a binary
+			// that knows only envelopes in Badger must not open it.
+			err = txn.Set([]byte{pVersion}, []byte{want})
+		}
+		return err
 	})
 	if err != nil {
 		return err
@@ -191,19 +204,15 @@ func (s *Store) Close() error {
 		<-s.gcDone
 	}
 	if err := s.db.Close(); err != nil {
-		if s.j != nil {
-			_ = s.j.close()
+		if s.rlog != nil {
+			_ = s.rlog.close(false)
 		}
 		return fmt.Errorf("store close: %w", err)
 	}
-	if s.j != nil {
+	if s.rlog != nil {
 		// Badger flushed its memtables on Close; once its files are
-		// synced, nothing in the journal needs replaying.
-		err := s.j.checkpointAll()
-		if cerr := s.j.close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		// synced, nothing in the log needs replaying.
+		if err := s.rlog.close(true); err != nil {
 			return fmt.Errorf("store close: %w", err)
 		}
 	}
@@ -213,7 +222,7 @@ func (s *Store) Close() error {
 // syncMeta makes durable a write made outside the journal (the node's
 // settings, the layout version), which Badger did not sync.
 func (s *Store) syncMeta() error {
-	if s.j == nil {
+	if s.rlog == nil {
 		return nil
 	}
 	return syncFiles(s.dir)
