@@ -46,7 +46,7 @@ type Store struct {
 	// nil for an encrypted store, whose envelopes are in Badger, which
 	// syncs its writes itself.
 	rlog *recordLog
-	dir string
+	dir  string
 
 	stopGC chan struct{}
 	gcDone chan struct{}
