@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	badger "github.com/dgraph-io/badger/v4"
+
 	"github.com/sangsaeng/sangsaeng/protocol"
 )
 
@@ -311,4 +313,56 @@ func FuzzLogEntry(f *testing.F) {
 			t.Fatalf("re-encoded entry differs")
 		}
 	})
+}
+
+// TestLayoutOneStillRead: a store written before the record log keeps its
+// envelopes in Badger (layout 1). It opens, its records read as before,
+// new records go to the log, and the layout becomes 2, which older
+// binaries refuse.
+func TestLayoutOneStillRead(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := putChain(t, s, 50, 10, "old")
+	// Make it what the old layout wrote: envelopes as values, version 1.
+	err = s.db.Update(func(txn *badger.Txn) error {
+		for _, r := range old {
+			if err := txn.Set(recordKey(r.CID), r.Envelope); err != nil {
+				return err
+			}
+		}
+		return txn.Set([]byte{pVersion}, []byte{layoutInline})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	r := openStore(t, dir, testOptions(t))
+	for _, rec := range old {
+		mustHave(t, r, rec)
+	}
+	more := putChain(t, r, 20, 5, "new")
+	for _, rec := range more {
+		mustHave(t, r, rec)
+	}
+	err = r.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte{pVersion})
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) != 1 || v[0] != layoutVersion {
+				t.Errorf("layout %x after opening with the record log, want %d", v, layoutVersion)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
