@@ -385,22 +385,46 @@ func (n *Node) readSyncAnswer(r *bufio.Reader, p peer.ID, ch cid.Cid, ours map[p
 		return nil, fmt.Errorf("bad heads message: for channel %s, asked for %s", theirs.Channel, ch)
 	}
 	res := &syncStatus{behind: behind(theirs.Heads, ours)}
-	batch := make([][]byte, 0, syncBatch)
-	var bad error
-	flush := func() {
-		acc, err := n.ingestBatch(ch, batch, p)
-		res.received += uint64(acc)
-		if err != nil && bad == nil {
-			bad = err
+	// Records are checked and stored in batches, in a pipeline: while
+	// one batch is written (and synced), the next is read and checked.
+	var (
+		mu       sync.Mutex // received and bad, which the writer sets
+		received uint64
+		bad      error
+	)
+	writes := make(chan []ingestItem, 1)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		for items := range writes {
+			acc, err := n.storeChecked(items, p)
+			mu.Lock()
+			received += uint64(acc)
+			if err != nil && bad == nil {
+				bad = err
+			}
+			mu.Unlock()
 		}
-		batch = batch[:0]
+	}()
+	batch := make([][]byte, 0, syncBatch)
+	flush := func() {
+		if len(batch) > 0 {
+			writes <- n.checkEnvelopes(ch, batch)
+			batch = make([][]byte, 0, syncBatch)
+		}
+	}
+	finish := func() {
+		flush()
+		close(writes)
+		<-written
+		res.received = received
 	}
 	for {
 		beforeRecord()
 		env, err := readFrame(r, protocol.MaxEnvelopeSize)
 		if err != nil {
 			reset()
-			flush()
+			finish()
 			return nil, fmt.Errorf("after %d records: %w", res.received, err)
 		}
 		if len(env) == 0 {
@@ -411,7 +435,7 @@ func (n *Node) readSyncAnswer(r *bufio.Reader, p peer.ID, ch cid.Cid, ours map[p
 			flush()
 		}
 	}
-	flush()
+	finish()
 	if bad != nil {
 		return nil, fmt.Errorf("partner sent records that fail the checks: %w", bad)
 	}
@@ -593,20 +617,17 @@ func (n *Node) answerSync(w *bufio.Writer, st network.Stream, asker peer.ID, ch 
 	return writeFrame(w, nil)
 }
 
-// ingestBatch checks and stores records received by sync. Signatures and
-// schemas are checked on every core; membership, in order, as records may
-// change it; writes are batched. It returns how many records were stored
-// and the first rule a record broke, if any.
-func (n *Node) ingestBatch(ch cid.Cid, envs [][]byte, from peer.ID) (int, error) {
-	if len(envs) == 0 {
-		return 0, nil
-	}
-	type item struct {
-		s   *protocol.Signed
-		err error
-		dup bool
-	}
-	items := make([]item, len(envs))
+// ingestItem is a received envelope, checked.
+type ingestItem struct {
+	s   *protocol.Signed
+	err error
+	dup bool
+}
+
+// checkEnvelopes verifies envelopes received in channel ch, on every core,
+// skipping those the store holds.
+func (n *Node) checkEnvelopes(ch cid.Cid, envs [][]byte) []ingestItem {
+	items := make([]ingestItem, len(envs))
 	var wg sync.WaitGroup
 	workers := min(runtime.GOMAXPROCS(0), len(envs))
 	next := make(chan int, len(envs))
@@ -633,12 +654,20 @@ func (n *Node) ingestBatch(ch cid.Cid, envs [][]byte, from peer.ID) (int, error)
 				if err == nil {
 					err = protocol.ValidateBody(s.Record.Kind, s.Record.Body)
 				}
-				items[i] = item{s: s, err: err}
+				items[i] = ingestItem{s: s, err: err}
 			}
 		}()
 	}
 	wg.Wait()
+	return items
+}
 
+// storeChecked stores records received by sync and checked by
+// checkEnvelopes, in order: membership is checked here, as records may
+// change it (a membership change is stored before the records after it
+// are checked), and writes are batched. It returns how many records were
+// stored and the first rule a record broke, if any.
+func (n *Node) storeChecked(items []ingestItem, from peer.ID) (int, error) {
 	stored := 0
 	var firstErr error
 	reject := func(err error) {
