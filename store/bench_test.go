@@ -28,10 +28,21 @@ func benchRecords(b *testing.B, n int) []*protocol.Signed {
 	return recs
 }
 
-// BenchmarkPut writes one record per transaction, synced to disk.
+// BenchmarkPut writes one record per transaction, synced to disk: in the
+// record log (one fdatasync), or with encryption in Badger (Badger's
+// synced write).
 func BenchmarkPut(b *testing.B) {
+	b.Run("log", func(b *testing.B) { benchPut(b, testOptions(b)) })
+	b.Run("encrypted", func(b *testing.B) {
+		o := testOptions(b)
+		o.EncryptionKey = make([]byte, 32)
+		benchPut(b, o)
+	})
+}
+
+func benchPut(b *testing.B, o Options) {
 	recs := benchRecords(b, b.N)
-	s := openStore(b, b.TempDir(), testOptions(b))
+	s := openStore(b, b.TempDir(), o)
 	b.ResetTimer()
 	for i := range b.N {
 		if _, err := s.Put(recs[i]); err != nil {
