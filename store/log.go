@@ -7,14 +7,15 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
 )
 
 // The record log holds the envelopes of a store without encryption, and is
@@ -112,43 +113,77 @@ type replayRecord struct {
 	loc location
 }
 
+// maxEntryPayload bounds an entry's payload, and so what a replay reads
+// at once; a batch larger than this takes several entries.
+const maxEntryPayload = 4 << 20
+
+// maxReaders bounds the segment files kept open for reading.
+const maxReaders = 64
+
+// segFile is a segment open for writing. A sync may be using it after the
+// writer has moved on, so it is closed when the last user lets it go.
+type segFile struct {
+	f       *os.File
+	size    int64
+	refs    int  // syncs using it; under recordLog.mu
+	retired bool // the writer has moved on
+}
+
+// prepared is the next segment, being created in the background.
+type prepared struct {
+	done chan struct{}
+	f    *os.File
+	err  error
+}
+
 // recordLog is the open log of a store.
 type recordLog struct {
 	dir     string
-	segSize int64
+	segSize int64 // of new segments
+	log     *slog.Logger
 
 	// apply is held for reading by a batch from its append until it is
 	// in Badger; a checkpoint takes it to find a position before which
 	// every record is in Badger.
 	apply sync.RWMutex
 
-	mu      sync.Mutex // the writer
-	pos     position
-	cur     *os.File      // segment pos.seg
-	next    chan *os.File // the next segment, once prepared
-	nextErr chan error
-	since   int64 // bytes appended since the last checkpoint
-	err     error // a failure after which nothing is durable
+	mu    sync.Mutex // the writer
+	pos   position   // where the next entry goes
+	cur   *segFile
+	next  *prepared
+	dirty []*segFile // written since the last sync
+	since int64      // bytes appended since the last checkpoint
+	err   error      // a failed write or sync: nothing after it is durable
 
-	filesMu sync.RWMutex
-	files   map[uint64]*os.File // open segments, for reading
+	// syncMu serializes syncs (group commit): one fdatasync covers every
+	// entry written before it, and its error is kept, since the kernel
+	// reports a failed writeback to one caller only.
+	syncMu sync.Mutex
+	synced uint64 // entries with a lower lsn are durable
+
+	readMu  sync.RWMutex
+	readers map[uint64]*os.File // read-only, at most maxReaders
 
 	written atomic.Int64 // bytes appended since the flusher last ran
 	ckpt    chan struct{}
 	stop    chan struct{}
 	once    sync.Once
 	wg      sync.WaitGroup
-	ckptErr atomic.Pointer[error]
 }
 
 func segmentName(seg uint64) string { return fmt.Sprintf("records-%06d.log", seg) }
 
 // openLog opens the log in dir, creating its first segment when there is
 // none, and returns the records written after the last checkpoint, in
-// order.
-func openLog(dir string, segSize int64) (*recordLog, []replayRecord, error) {
-	l := &recordLog{dir: dir, segSize: segSize, files: map[uint64]*os.File{},
+// order. A log whose end was torn by a crash is cut back to its last
+// whole entry; a log damaged elsewhere is refused with ErrCorrupt.
+func openLog(dir string, segSize int64, logger *slog.Logger) (*recordLog, []replayRecord, error) {
+	l := &recordLog{dir: dir, segSize: segSize, log: logger, readers: map[uint64]*os.File{},
 		ckpt: make(chan struct{}, 1), stop: make(chan struct{})}
+	leftovers, _ := filepath.Glob(filepath.Join(dir, "records*.new"))
+	for _, f := range leftovers {
+		_ = os.Remove(f) // a segment or checkpoint being written when the node stopped
+	}
 	start, err := readCheckpoint(dir)
 	if err != nil {
 		return nil, nil, err
@@ -156,12 +191,14 @@ func openLog(dir string, segSize int64) (*recordLog, []replayRecord, error) {
 	var out []replayRecord
 	pos := start
 	for seg := start.seg; ; seg++ {
-		f, err := l.file(seg)
+		f, err := os.Open(filepath.Join(dir, segmentName(seg)))
 		if errors.Is(err, fs.ErrNotExist) {
+			if seg == start.seg && (seg != 1 || start.off != 0) {
+				return nil, nil, fmt.Errorf("%w: record log: the checkpoint names %s, which is missing", ErrCorrupt, segmentName(seg))
+			}
 			break
 		}
 		if err != nil {
-			l.closeFiles()
 			return nil, nil, fmt.Errorf("record log: %w", err)
 		}
 		from := pos
@@ -171,69 +208,208 @@ func openLog(dir string, segSize int64) (*recordLog, []replayRecord, error) {
 			// with the entry that follows.
 			from = position{seg, 0, pos.lsn}
 		}
-		recs, end, err := l.scanSegment(f, from)
+		recs, end, err := scanSegment(f, from)
+		f.Close()
 		if err != nil {
-			l.closeFiles()
 			return nil, nil, err
 		}
 		if seg != start.seg && end == from {
-			break // prepared but never written to
+			break
 		}
 		out = append(out, recs...)
 		pos = end
 	}
-	l.pos = pos
-	if l.pos.lsn == 0 {
-		l.pos.lsn = 1
+	if err := l.cutTail(pos); err != nil {
+		return nil, nil, err
 	}
-	cur, err := l.file(l.pos.seg)
+	l.pos = pos
+	f, err := os.OpenFile(filepath.Join(dir, segmentName(pos.seg)), os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		cur, err = l.create(l.pos.seg)
+		f, err = l.create(pos.seg)
 	}
 	if err != nil {
-		l.closeFiles()
 		return nil, nil, fmt.Errorf("record log: %w", err)
 	}
-	l.cur = cur
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("record log: %w", err)
+	}
+	l.cur = &segFile{f: f, size: st.Size()}
+	// What was replayed may be only in the page cache (the process
+	// stopped between a write and its sync): make it durable before
+	// Badger indexes it and partners get it.
+	for seg := start.seg; seg <= pos.seg; seg++ {
+		if err := syncSegment(dir, seg); err != nil {
+			l.cur.f.Close()
+			return nil, nil, fmt.Errorf("record log: %w", err)
+		}
+	}
+	l.synced = pos.lsn
 	l.wg.Add(2)
 	go l.flusher()
 	go l.checkpointer()
 	return l, out, nil
 }
 
-func clone(b []byte) []byte { return append([]byte(nil), b...) }
-
-// scanSegment reads the entries of segment file f from pos on, and returns
-// their records and the position after the last.
-func (l *recordLog) scanSegment(f *os.File, pos position) ([]replayRecord, position, error) {
-	st, err := f.Stat()
+// syncSegment fdatasyncs segment seg, if it exists.
+func syncSegment(dir string, seg uint64) error {
+	f, err := os.OpenFile(filepath.Join(dir, segmentName(seg)), os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
-		return nil, pos, fmt.Errorf("record log: %w", err)
+		return err
 	}
-	l.segSize = st.Size() // segments keep the size they were made with
-	buf := make([]byte, max(0, st.Size()-int64(pos.off)))
-	n, err := f.ReadAt(buf, int64(pos.off))
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, pos, fmt.Errorf("record log %s: %w", segmentName(pos.seg), err)
-	}
-	buf = buf[:n]
+	defer f.Close()
+	return fdatasync(f)
+}
+
+// scanSegment reads the entries of segment file f from pos on, one at a
+// time, and returns their records and the position after the last.
+func scanSegment(f *os.File, pos position) ([]replayRecord, position, error) {
 	var out []replayRecord
-	for len(buf) > 0 {
+	head := make([]byte, logEntryHead)
+	for {
+		if _, err := f.ReadAt(head, int64(pos.off)); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, pos, nil
+			}
+			return nil, pos, fmt.Errorf("record log %s: %w", segmentName(pos.seg), err)
+		}
+		if binary.LittleEndian.Uint32(head) != logEntryTag {
+			return out, pos, nil
+		}
+		length := binary.LittleEndian.Uint32(head[20:])
+		if length > maxEntryPayload {
+			return out, pos, nil
+		}
+		buf := make([]byte, logEntryHead+int(length))
+		if _, err := f.ReadAt(buf, int64(pos.off)); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, pos, nil
+			}
+			return nil, pos, fmt.Errorf("record log %s: %w", segmentName(pos.seg), err)
+		}
 		seg, lsn, recs, size, ok := parseLogEntry(buf)
 		if !ok || seg != pos.seg || lsn != pos.lsn {
-			break
+			return out, pos, nil
 		}
 		off := pos.off + logEntryHead
 		for _, r := range recs {
 			off += uint64(1 + len(r.cid) + 4)
-			out = append(out, replayRecord{logRecord{cid: clone(r.cid), env: clone(r.env)}, location{pos.seg, off, uint32(len(r.env))}})
+			out = append(out, replayRecord{logRecord{cid: r.cid, env: r.env}, location{pos.seg, off, uint32(len(r.env))}})
 			off += uint64(len(r.env))
 		}
 		pos.off += uint64(size)
 		pos.lsn++
-		buf = buf[size:]
 	}
-	return out, pos, nil
+}
+
+// cutTail makes end the end of the log. What follows it must be what a
+// crash leaves, a torn entry or a segment prepared and not written to: if
+// a whole entry follows, the log is damaged in the middle and replaying
+// on would skip records, so it is refused. Otherwise the rest of end's
+// segment is zeroed, later segments are removed, and the log goes on
+// from end.
+func (l *recordLog) cutTail(end position) error {
+	path := filepath.Join(l.dir, segmentName(end.seg))
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // a new log
+	}
+	if err != nil {
+		return fmt.Errorf("record log: %w", err)
+	}
+	defer f.Close()
+	last, err := findEntry(f, int64(end.off))
+	if err != nil {
+		return err
+	}
+	if last.found {
+		return fmt.Errorf("%w: record log %s is damaged at offset %d: the entry there does not check out and whole entries follow it. Restore the data directory from a backup; a node started on an empty one gets its channels' records back from its partners",
+			ErrCorrupt, path, end.off)
+	}
+	for seg := end.seg + 1; ; seg++ {
+		p := filepath.Join(l.dir, segmentName(seg))
+		g, err := os.Open(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("record log: %w", err)
+		}
+		r, err := findEntry(g, 0)
+		g.Close()
+		if err != nil {
+			return err
+		}
+		if r.found {
+			return fmt.Errorf("%w: record log %s holds entries that do not follow on from %s at offset %d. Restore the data directory from a backup; a node started on an empty one gets its channels' records back from its partners",
+				ErrCorrupt, p, segmentName(end.seg), end.off)
+		}
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("record log: %w", err)
+		}
+	}
+	if last.nonZero > int64(end.off) {
+		l.log.Warn("record log: an entry torn by a crash is cut off", "segment", segmentName(end.seg), "offset", end.off, "bytes", last.nonZero-int64(end.off))
+		zeros := make([]byte, last.nonZero-int64(end.off))
+		if _, err := f.WriteAt(zeros, int64(end.off)); err != nil {
+			return fmt.Errorf("record log: %w", err)
+		}
+		if err := fdatasync(f); err != nil {
+			return fmt.Errorf("record log: %w", err)
+		}
+	}
+	return syncDir(l.dir)
+}
+
+// scanResult is what findEntry saw.
+type scanResult struct {
+	found   bool  // a whole entry starts somewhere
+	nonZero int64 // the end of the last byte that is not zero
+}
+
+// findEntry looks, from offset from of f on, for a whole entry at any
+// offset, and for the last byte that is not zero.
+func findEntry(f *os.File, from int64) (scanResult, error) {
+	var r scanResult
+	const chunk = 1 << 20
+	buf := make([]byte, chunk+logEntryHead)
+	for off := from; ; off += chunk {
+		n, err := f.ReadAt(buf, off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return r, fmt.Errorf("record log: %w", err)
+		}
+		b := buf[:n]
+		for i := len(b) - 1; i >= 0; i-- {
+			if b[i] != 0 {
+				r.nonZero = max(r.nonZero, off+int64(i)+1)
+				break
+			}
+		}
+		for i := 0; i+4 <= len(b) && i < chunk; i++ {
+			if binary.LittleEndian.Uint32(b[i:]) != logEntryTag || i+logEntryHead > len(b) {
+				continue
+			}
+			length := binary.LittleEndian.Uint32(b[i+20:])
+			if length > maxEntryPayload {
+				continue
+			}
+			e := make([]byte, logEntryHead+int(length))
+			if _, err := f.ReadAt(e, off+int64(i)); err != nil {
+				continue
+			}
+			if _, _, _, _, ok := parseLogEntry(e); ok {
+				r.found = true
+				return r, nil
+			}
+		}
+		if n < len(buf) {
+			return r, nil
+		}
+	}
 }
 
 // readCheckpoint reads the checkpoint; a log without one starts at the
@@ -248,9 +424,13 @@ func readCheckpoint(dir string) (position, error) {
 		return position{}, fmt.Errorf("record log: %w", err)
 	}
 	if len(b) != 36 || [8]byte(b[:8]) != checkpointMagic || crc32.Checksum(b[:32], castagnoli) != binary.LittleEndian.Uint32(b[32:]) {
-		return position{}, fmt.Errorf("record log checkpoint %s is damaged (%d bytes); it is written whole or not at all, so this is not a crash's doing: restore the node's data from a backup", path, len(b))
+		return position{}, fmt.Errorf("%w: record log checkpoint %s is damaged (%d bytes); it is written whole or not at all, so this is not a crash's doing: restore the node's data from a backup", ErrCorrupt, path, len(b))
 	}
-	return position{binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[16:]), binary.LittleEndian.Uint64(b[24:])}, nil
+	p := position{binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[16:]), binary.LittleEndian.Uint64(b[24:])}
+	if p.seg == 0 || p.lsn == 0 {
+		return position{}, fmt.Errorf("%w: record log checkpoint %s names segment %d, lsn %d", ErrCorrupt, path, p.seg, p.lsn)
+	}
+	return p, nil
 }
 
 // writeCheckpoint records p durably, replacing the checkpoint whole.
@@ -348,14 +528,13 @@ func appendLogEntry(b []byte, seg, lsn uint64, recs []logRecord) []byte {
 // Badger.
 func (l *recordLog) append(recs []logRecord) ([]location, error) {
 	locs := make([]location, 0, len(recs))
-	var sync []*os.File
 	l.mu.Lock()
 	for len(recs) > 0 {
 		if l.err != nil {
 			l.mu.Unlock()
 			return nil, l.err
 		}
-		room := l.segSize - int64(l.pos.off) - logEntryHead
+		room := min(l.cur.size-int64(l.pos.off)-logEntryHead, maxEntryPayload)
 		var size int64
 		n := 0
 		for n < len(recs) && size+recordSize(recs[n]) <= room {
@@ -363,15 +542,15 @@ func (l *recordLog) append(recs []logRecord) ([]location, error) {
 			n++
 		}
 		if n == 0 {
-			if l.pos.off == 0 {
+			if recordSize(recs[0]) > min(l.segSize-logEntryHead, maxEntryPayload) {
 				l.mu.Unlock()
-				return nil, fmt.Errorf("%w: a record of %d bytes does not fit in a log segment of %d bytes", ErrInvalid, recordSize(recs[0]), l.segSize)
+				return nil, fmt.Errorf("%w: a record of %d bytes does not fit in a log entry", ErrInvalid, recordSize(recs[0]))
 			}
 			l.roll()
 			continue
 		}
 		b := appendLogEntry(make([]byte, 0, logEntryHead+size), l.pos.seg, l.pos.lsn, recs[:n])
-		if _, err := l.cur.WriteAt(b, int64(l.pos.off)); err != nil {
+		if _, err := l.cur.f.WriteAt(b, int64(l.pos.off)); err != nil {
 			l.err = fmt.Errorf("record log %s: %w", segmentName(l.pos.seg), err)
 			continue
 		}
@@ -381,15 +560,15 @@ func (l *recordLog) append(recs []logRecord) ([]location, error) {
 			locs = append(locs, location{l.pos.seg, off, uint32(len(r.env))})
 			off += uint64(len(r.env))
 		}
-		if len(sync) == 0 || sync[len(sync)-1] != l.cur {
-			sync = append(sync, l.cur)
+		if len(l.dirty) == 0 || l.dirty[len(l.dirty)-1] != l.cur {
+			l.dirty = append(l.dirty, l.cur)
 		}
 		l.pos.off += uint64(len(b))
 		l.pos.lsn++
 		l.since += int64(len(b))
 		l.written.Add(int64(len(b)))
 		recs = recs[n:]
-		if l.pos.off > uint64(l.segSize/2) && l.next == nil {
+		if l.pos.off > uint64(l.cur.size/2) && l.next == nil {
 			l.prepareNext()
 		}
 	}
@@ -400,63 +579,105 @@ func (l *recordLog) append(recs []logRecord) ([]location, error) {
 		default:
 		}
 	}
+	target := l.pos.lsn
 	l.mu.Unlock()
-	for _, f := range sync {
-		if err := unix.Fdatasync(int(f.Fd())); err != nil {
-			l.mu.Lock()
-			l.err = fmt.Errorf("record log: fdatasync: %w", err)
-			l.mu.Unlock()
-			return nil, l.err
-		}
+	if err := l.syncTo(target); err != nil {
+		return nil, err
 	}
 	return locs, nil
+}
+
+// syncTo makes the entries with an lsn below target durable, with one
+// fdatasync for every entry written so far unless a sync since has done
+// it already.
+func (l *recordLog) syncTo(target uint64) error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.mu.Lock()
+	if l.err != nil || l.synced >= target {
+		err := l.err
+		l.mu.Unlock()
+		return err
+	}
+	files, upto := l.dirty, l.pos.lsn
+	l.dirty = nil
+	for _, f := range files {
+		f.refs++
+	}
+	l.mu.Unlock()
+	var err error
+	for _, f := range files {
+		if err == nil {
+			err = fdatasync(f.f)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range files {
+		l.release(f)
+	}
+	if err != nil {
+		if l.err == nil {
+			l.err = fmt.Errorf("record log: fdatasync: %w", err)
+		}
+		return l.err
+	}
+	l.synced = upto
+	return nil
+}
+
+// release drops a sync's use of f, closing it once the writer has moved
+// on and no sync uses it. l.mu is held.
+func (l *recordLog) release(f *segFile) {
+	if f.refs--; f.refs == 0 && f.retired {
+		f.f.Close()
+	}
 }
 
 // roll moves the writer to the next segment. The one it leaves is synced
 // first, so that a replay, which reads segments in order, never finds a
 // durable entry after one that is not. l.mu is held.
 func (l *recordLog) roll() {
-	if err := unix.Fdatasync(int(l.cur.Fd())); err != nil {
+	if err := fdatasync(l.cur.f); err != nil {
 		l.err = fmt.Errorf("record log: fdatasync: %w", err)
 		return
 	}
 	if l.next == nil {
 		l.prepareNext()
 	}
-	var f *os.File
-	select {
-	case f = <-l.next:
-	case err := <-l.nextErr:
-		l.err = fmt.Errorf("record log: %w", err)
+	p := l.next
+	l.next = nil
+	<-p.done
+	if p.err != nil {
+		l.err = fmt.Errorf("record log: %w", p.err)
 		return
 	}
-	l.next, l.nextErr = nil, nil
+	old := l.cur
+	old.retired = true
+	if old.refs == 0 {
+		old.f.Close()
+	}
+	l.dirty = slices.DeleteFunc(l.dirty, func(f *segFile) bool { return f == old })
+	l.cur = &segFile{f: p.f, size: l.segSize}
 	l.pos = position{l.pos.seg + 1, 0, l.pos.lsn}
-	l.cur = f
 }
 
 // prepareNext creates the next segment in the background. l.mu is held.
 func (l *recordLog) prepareNext() {
-	next, errc := make(chan *os.File, 1), make(chan error, 1)
-	l.next, l.nextErr = next, errc
+	p := &prepared{done: make(chan struct{})}
+	l.next = p
 	seg := l.pos.seg + 1
 	go func() {
-		f, err := l.create(seg)
-		if err != nil {
-			errc <- err
-			return
-		}
-		next <- f
+		defer close(p.done)
+		p.f, p.err = l.create(seg)
 	}()
 }
 
 // create writes segment seg: zeros, synced, so that appends allocate
-// nothing and their fdatasync has no metadata to journal.
+// nothing and their fdatasync has no metadata to journal. It replaces a
+// segment of that name, which cutTail found holds no entry.
 func (l *recordLog) create(seg uint64) (*os.File, error) {
 	path := filepath.Join(l.dir, segmentName(seg))
-	if f, err := l.file(seg); err == nil {
-		return f, nil // prepared before a restart
-	}
 	tmp := path + ".new"
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -482,40 +703,42 @@ func (l *recordLog) create(seg uint64) (*os.File, error) {
 	if err := syncDir(l.dir); err != nil {
 		return fail(err)
 	}
-	l.filesMu.Lock()
-	l.files[seg] = f
-	l.filesMu.Unlock()
-	return f, nil
-}
-
-// file returns segment seg, open for reading and writing.
-func (l *recordLog) file(seg uint64) (*os.File, error) {
-	l.filesMu.RLock()
-	f := l.files[seg]
-	l.filesMu.RUnlock()
-	if f != nil {
-		return f, nil
-	}
-	l.filesMu.Lock()
-	defer l.filesMu.Unlock()
-	if f := l.files[seg]; f != nil {
-		return f, nil
-	}
-	f, err := os.OpenFile(filepath.Join(l.dir, segmentName(seg)), os.O_RDWR, 0)
-	if err != nil {
-		return nil, err
-	}
-	l.files[seg] = f
 	return f, nil
 }
 
 // read returns the envelope at loc.
 func (l *recordLog) read(loc location) ([]byte, error) {
-	f, err := l.file(loc.seg)
-	if err != nil {
-		return nil, fmt.Errorf("%w: record log: %v", ErrCorrupt, err)
+	if loc.len == 0 || loc.len > maxEntryPayload {
+		return nil, fmt.Errorf("%w: record log pointer of %d bytes", ErrCorrupt, loc.len)
 	}
 	b := make([]byte, loc.len)
+	l.readMu.RLock()
+	f := l.readers[loc.seg]
+	if f != nil {
+		_, err := f.ReadAt(b, int64(loc.off))
+		l.readMu.RUnlock()
+		if err != nil {
+			return nil, fmt.Errorf("%w: record log %s at %d: %v", ErrCorrupt, segmentName(loc.seg), loc.off, err)
+		}
+		return b, nil
+	}
+	l.readMu.RUnlock()
+	l.readMu.Lock()
+	defer l.readMu.Unlock()
+	if f = l.readers[loc.seg]; f == nil {
+		var err error
+		if f, err = os.Open(filepath.Join(l.dir, segmentName(loc.seg))); err != nil {
+			return nil, fmt.Errorf("%w: record log: %v", ErrCorrupt, err)
+		}
+		if len(l.readers) >= maxReaders {
+			for seg, g := range l.readers { // any one; reads of it wait on readMu
+				g.Close()
+				delete(l.readers, seg)
+				break
+			}
+		}
+		l.readers[loc.seg] = f
+	}
 	if _, err := f.ReadAt(b, int64(loc.off)); err != nil {
 		return nil, fmt.Errorf("%w: record log %s at %d: %v", ErrCorrupt, segmentName(loc.seg), loc.off, err)
 	}
@@ -540,8 +763,8 @@ func (l *recordLog) checkpoint() error {
 }
 
 // checkpointer checkpoints each time a segment's worth of records has
-// been appended. A failure stops the writes: what follows would not be
-// durable once the log is reused.
+// been appended. A failure is logged and tried again at the next: the
+// log is never reused, so until then a replay starts further back.
 func (l *recordLog) checkpointer() {
 	defer l.wg.Done()
 	for {
@@ -550,11 +773,7 @@ func (l *recordLog) checkpointer() {
 			return
 		case <-l.ckpt:
 			if err := l.checkpoint(); err != nil {
-				l.mu.Lock()
-				if l.err == nil {
-					l.err = err
-				}
-				l.mu.Unlock()
+				l.log.Warn("record log: checkpoint failed; the next replay starts at the one before", "err", err)
 			}
 		}
 	}
@@ -582,35 +801,39 @@ func (l *recordLog) flusher() {
 	}
 }
 
-// close stops the background work, checkpoints when Badger is closed
-// (after which nothing needs replaying) and closes the files.
+// close stops the background work, checkpoints when asked (once Badger is
+// closed, after which nothing needs replaying) and closes the files.
 func (l *recordLog) close(checkpoint bool) error {
 	l.once.Do(func() { close(l.stop) })
 	l.wg.Wait()
 	l.mu.Lock()
-	next, errc := l.next, l.nextErr
-	l.mu.Unlock()
-	if next != nil {
-		select { // a segment being prepared
-		case <-next:
-		case <-errc:
+	if p := l.next; p != nil {
+		<-p.done
+		if p.f != nil {
+			p.f.Close()
 		}
+		l.next = nil
 	}
+	l.mu.Unlock()
 	var err error
 	if checkpoint {
 		err = l.checkpoint()
 	}
-	l.closeFiles()
-	return err
-}
-
-func (l *recordLog) closeFiles() {
-	l.filesMu.Lock()
-	defer l.filesMu.Unlock()
-	for seg, f := range l.files {
-		f.Close()
-		delete(l.files, seg)
+	l.mu.Lock()
+	if l.cur != nil {
+		l.cur.retired = true
+		if l.cur.refs == 0 {
+			l.cur.f.Close()
+		}
 	}
+	l.mu.Unlock()
+	l.readMu.Lock()
+	for seg, f := range l.readers {
+		f.Close()
+		delete(l.readers, seg)
+	}
+	l.readMu.Unlock()
+	return err
 }
 
 // syncFiles makes durable every write Badger made to its value-log and
@@ -660,7 +883,7 @@ func startWriteback(dir string) {
 		if err != nil {
 			continue
 		}
-		_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+		startWritebackFile(f)
 		f.Close()
 	}
 }

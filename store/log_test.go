@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 
@@ -385,7 +387,7 @@ func FuzzOpenLog(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		l, recs, err := openLog(dir, 1<<20)
+		l, recs, err := openLog(dir, 1<<20, slog.New(slog.DiscardHandler))
 		if err != nil {
 			return
 		}
@@ -400,4 +402,102 @@ func FuzzOpenLog(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLogDamagedInTheMiddle: a byte flipped in an entry with whole
+// entries after it is not a crash's doing. Replaying on past it would
+// skip records and then write over them, so the store refuses to open and
+// says where the damage is.
+func TestLogDamagedInTheMiddle(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, testOptions(t))
+	putChain(t, s, 100, 10, "middle")
+
+	lost := t.TempDir()
+	logFiles(t, dir, lost, false)
+	seg := filepath.Join(lost, segmentName(1))
+	f, err := os.OpenFile(seg, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], 2000); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x01
+	if _, err := f.WriteAt(b[:], 2000); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	_, err = Open(lost, testOptions(t))
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("open after damage in the middle of the log: %v, want ErrCorrupt", err)
+	}
+	for _, want := range []string{seg, "is damaged at offset", "Restore"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
+
+// TestLogFailedSegment: when the next segment cannot be made (a full
+// disk, here a directory in the way), writes fail with the reason, and
+// Close still returns.
+func TestLogFailedSegment(t *testing.T) {
+	dir := t.TempDir()
+	o := testOptions(t)
+	o.LogSegmentSize = 1 << 20
+	s, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, segmentName(2)+".new", "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	a := newAuthor(t)
+	var failed error
+	for i := 0; i < 5000 && failed == nil; i++ {
+		_, failed = s.Put(a.next(t, testChannel("full"), protocol.KindNote, int64(i+1), note(strings.Repeat("y", 400))))
+	}
+	if failed == nil {
+		t.Fatal("5000 records written with no room for a second segment")
+	}
+	t.Logf("the write that failed: %v", failed)
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close hangs after a segment could not be made")
+	}
+}
+
+// TestLogSegmentSize: new segments take the configured size, whatever the
+// size of the segment the log goes on in.
+func TestLogSegmentSize(t *testing.T) {
+	dir := t.TempDir()
+	o := testOptions(t)
+	o.LogSegmentSize = 1 << 20
+	s := openStore(t, dir, o)
+	putChain(t, s, 10, 10, "size")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The current segment shrinks (made by an older setting, or cut).
+	if err := os.Truncate(filepath.Join(dir, segmentName(1)), 8<<10); err != nil {
+		t.Fatal(err)
+	}
+	r := openStore(t, dir, o)
+	putChain(t, r, 300, 10, strings.Repeat("z", 300))
+	segs, _ := filepath.Glob(filepath.Join(dir, "records-*.log"))
+	for _, p := range segs[1:] {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() != o.LogSegmentSize {
+			t.Errorf("%s is %d bytes, want %d", filepath.Base(p), st.Size(), o.LogSegmentSize)
+		}
+	}
 }

@@ -122,8 +122,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("store: negative BlockCacheSize %d", o.BlockCacheSize)
 	case o.IndexCacheSize < 0:
 		return fmt.Errorf("store: negative IndexCacheSize %d", o.IndexCacheSize)
-	case o.LogSegmentSize < 1<<20 || o.LogSegmentSize >= 4<<30:
-		return fmt.Errorf("store: LogSegmentSize %d outside [1 MB, 4 GB)", o.LogSegmentSize)
+	case o.LogSegmentSize < 1<<20 || o.LogSegmentSize > 1<<30:
+		return fmt.Errorf("store: LogSegmentSize %d outside [1 MB, 1 GB]", o.LogSegmentSize)
 	case o.ValueLogFileSize < 1<<20 || o.ValueLogFileSize >= 2<<30:
 		return fmt.Errorf("store: ValueLogFileSize %d outside [1 MB, 2 GB)", o.ValueLogFileSize)
 	}

@@ -104,7 +104,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if len(opts.EncryptionKey) == 0 {
 		// The log holds envelopes in plain; an encrypted store keeps
 		// them in Badger, which encrypts them.
-		if s.rlog, replay, err = openLog(dir, opts.LogSegmentSize); err != nil {
+		if s.rlog, replay, err = openLog(dir, opts.LogSegmentSize, logger); err != nil {
 			_ = db.Close()
 			return nil, fmt.Errorf("store open %s: %w", dir, err)
 		}
