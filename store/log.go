@@ -1,6 +1,7 @@
 package store
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,17 +41,22 @@ import (
 // files every flushInterval so that a checkpoint finds little left to
 // write.
 //
-// Segment files are records-NNNNNN.log, of SegmentSize bytes. Each holds
-// entries, integers little-endian:
+// Segment files are records-NNNNNN.log, of LogSegmentSize bytes. Each
+// holds entries, integers little-endian:
 //
-//	magic(4) segment(8) lsn(8) length(4) crc32c(4) payload(length)
+//	magic(4) segment(8) lsn(8) length(4) crc32c(4) behind(4) payload(length)
 //	payload: records, each cid-length(1) cid envelope-length(4) envelope
 //
-// The CRC covers segment, lsn, length and payload. Entries never span
-// segments, and lsns follow each other: a replay stops at the first entry
-// that does not check out or does not follow (zeros, a torn write).
+// The CRC covers segment, lsn, length, behind and payload, and starts from
+// the log's salt, a random number kept in the checkpoint, so that no
+// record's bytes can pass for an entry. behind says how many entries
+// before this one were not yet known durable when it was written. Entries
+// never span segments, and lsns follow each other. A replay stops at the
+// first entry that does not check out or does not follow: if a whole
+// entry after it says that entry was durable, the log was damaged, not
+// torn by a crash, and it is refused.
 // records.checkpoint holds the checkpoint: magic(8) segment(8) offset(8)
-// next-lsn(8) crc32c(4).
+// next-lsn(8) salt(4) crc32c(4).
 const (
 	logEntryHead   = 32
 	logEntryTag    = 0x45_4c_53_53 // "SSLE"
@@ -57,7 +64,7 @@ const (
 )
 
 var (
-	checkpointMagic = [8]byte{'S', 'S', 'C', 'K', 'P', 'T', '0', '1'}
+	checkpointMagic = [8]byte{'S', 'S', 'C', 'K', 'P', 'T', '0', '2'}
 	castagnoli      = crc32.MakeTable(crc32.Castagnoli)
 )
 
@@ -106,6 +113,12 @@ type position struct {
 	seg, off, lsn uint64
 }
 
+// checkpointState is what the checkpoint file holds.
+type checkpointState struct {
+	position
+	salt uint32
+}
+
 // replayRecord is a record read back from the log after the checkpoint.
 type replayRecord struct {
 	logRecord
@@ -140,6 +153,7 @@ type recordLog struct {
 	dir     string
 	segSize int64 // of new segments
 	log     *slog.Logger
+	salt    uint32 // the CRC's seed
 
 	// apply is held for reading by a batch from its append until it is
 	// in Badger; a checkpoint takes it to find a position before which
@@ -183,17 +197,34 @@ func openLog(dir string, segSize int64, logger *slog.Logger) (*recordLog, []repl
 	for _, f := range leftovers {
 		_ = os.Remove(f) // a segment or checkpoint being written when the node stopped
 	}
-	start, err := readCheckpoint(dir)
-	if err != nil {
+	ck, err := readCheckpoint(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A new log: its salt is recorded before its first entry.
+		if used, err := segmentsUsed(dir); err != nil {
+			return nil, nil, err
+		} else if used {
+			return nil, nil, fmt.Errorf("%w: record log in %s: segments hold entries but %s is missing. Restore the data directory from a backup; a node started on an empty one gets its channels' records back from its partners", ErrCorrupt, dir, checkpointName)
+		}
+		var salt [4]byte
+		if _, err := rand.Read(salt[:]); err != nil {
+			return nil, nil, fmt.Errorf("record log: %w", err)
+		}
+		ck = checkpointState{position{1, 0, 1}, binary.LittleEndian.Uint32(salt[:])}
+		if err := writeCheckpoint(dir, ck); err != nil {
+			return nil, nil, fmt.Errorf("record log: %w", err)
+		}
+	} else if err != nil {
 		return nil, nil, err
 	}
+	l.salt = ck.salt
+	start := ck.position
 	var out []replayRecord
 	pos := start
 	for seg := start.seg; ; seg++ {
 		f, err := os.Open(filepath.Join(dir, segmentName(seg)))
 		if errors.Is(err, fs.ErrNotExist) {
 			if seg == start.seg && (seg != 1 || start.off != 0) {
-				return nil, nil, fmt.Errorf("%w: record log: the checkpoint names %s, which is missing", ErrCorrupt, segmentName(seg))
+				return nil, nil, fmt.Errorf("%w: record log: the checkpoint names %s, which is missing from %s. Restore the data directory from a backup; a node started on an empty one gets its channels' records back from its partners", ErrCorrupt, segmentName(seg), dir)
 			}
 			break
 		}
@@ -207,7 +238,7 @@ func openLog(dir string, segSize int64, logger *slog.Logger) (*recordLog, []repl
 			// with the entry that follows.
 			from = position{seg, 0, pos.lsn}
 		}
-		recs, end, err := scanSegment(f, from)
+		recs, end, err := scanSegment(f, from, l.salt)
 		f.Close()
 		if err != nil {
 			return nil, nil, err
@@ -266,7 +297,7 @@ func syncSegment(dir string, seg uint64) error {
 
 // scanSegment reads the entries of segment file f from pos on, one at a
 // time, and returns their records and the position after the last.
-func scanSegment(f *os.File, pos position) ([]replayRecord, position, error) {
+func scanSegment(f *os.File, pos position, salt uint32) ([]replayRecord, position, error) {
 	var out []replayRecord
 	head := make([]byte, logEntryHead)
 	for {
@@ -290,10 +321,11 @@ func scanSegment(f *os.File, pos position) ([]replayRecord, position, error) {
 			}
 			return nil, pos, fmt.Errorf("record log %s: %w", segmentName(pos.seg), err)
 		}
-		seg, lsn, recs, size, ok := parseLogEntry(buf)
-		if !ok || seg != pos.seg || lsn != pos.lsn {
+		e, ok := parseLogEntry(buf, salt)
+		if !ok || e.seg != pos.seg || e.lsn != pos.lsn {
 			return out, pos, nil
 		}
+		recs, size := e.recs, e.size
 		off := pos.off + logEntryHead
 		for _, r := range recs {
 			off += uint64(1 + len(r.cid) + 4)
@@ -306,11 +338,12 @@ func scanSegment(f *os.File, pos position) ([]replayRecord, position, error) {
 }
 
 // cutTail makes end the end of the log. What follows it must be what a
-// crash leaves, a torn entry or a segment prepared and not written to: if
-// a whole entry follows, the log is damaged in the middle and replaying
-// on would skip records, so it is refused. Otherwise the rest of end's
-// segment is zeroed, later segments are removed, and the log goes on
-// from end.
+// crash leaves: entries written but not yet synced, torn or whole, and
+// segments prepared and not written to. If a whole entry after end says
+// the entry at end was already durable, the log was damaged, not torn,
+// and replaying on would skip records, so it is refused. Otherwise the
+// rest of end's segment is zeroed, later segments are removed, and the log
+// goes on from end.
 func (l *recordLog) cutTail(end position) error {
 	path := filepath.Join(l.dir, segmentName(end.seg))
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -321,13 +354,16 @@ func (l *recordLog) cutTail(end position) error {
 		return fmt.Errorf("record log: %w", err)
 	}
 	defer f.Close()
-	last, err := findEntry(f, int64(end.off))
+	damaged := func(where string) error {
+		return fmt.Errorf("%w: record log %s is damaged at offset %d: the entry there does not check out, and %s says it was already on the disk. Restore the data directory from a backup; a node started on an empty one gets its channels' records back from its partners",
+			ErrCorrupt, path, end.off, where)
+	}
+	tail, err := l.findEntries(f, end.seg, int64(end.off), end.lsn)
 	if err != nil {
 		return err
 	}
-	if last.found {
-		return fmt.Errorf("%w: record log %s is damaged at offset %d: the entry there does not check out and whole entries follow it. Restore the data directory from a backup; a node started on an empty one gets its channels' records back from its partners",
-			ErrCorrupt, path, end.off)
+	if tail.durable {
+		return damaged("an entry after it")
 	}
 	for seg := end.seg + 1; ; seg++ {
 		p := filepath.Join(l.dir, segmentName(seg))
@@ -338,22 +374,21 @@ func (l *recordLog) cutTail(end position) error {
 		if err != nil {
 			return fmt.Errorf("record log: %w", err)
 		}
-		r, err := findEntry(g, 0)
+		r, err := l.findEntries(g, seg, 0, end.lsn)
 		g.Close()
 		if err != nil {
 			return err
 		}
-		if r.found {
-			return fmt.Errorf("%w: record log %s holds entries that do not follow on from %s at offset %d. Restore the data directory from a backup; a node started on an empty one gets its channels' records back from its partners",
-				ErrCorrupt, p, segmentName(end.seg), end.off)
+		if r.durable {
+			return damaged("an entry in " + segmentName(seg))
 		}
 		if err := os.Remove(p); err != nil {
 			return fmt.Errorf("record log: %w", err)
 		}
 	}
-	if last.nonZero > int64(end.off) {
-		l.log.Warn("record log: an entry torn by a crash is cut off", "segment", segmentName(end.seg), "offset", end.off, "bytes", last.nonZero-int64(end.off))
-		zeros := make([]byte, last.nonZero-int64(end.off))
+	if tail.nonZero > int64(end.off) {
+		l.log.Warn("record log: entries a crash left unsynced are cut off; none was acknowledged", "segment", segmentName(end.seg), "offset", end.off, "bytes", tail.nonZero-int64(end.off))
+		zeros := make([]byte, tail.nonZero-int64(end.off))
 		if _, err := f.WriteAt(zeros, int64(end.off)); err != nil {
 			return fmt.Errorf("record log: %w", err)
 		}
@@ -364,16 +399,17 @@ func (l *recordLog) cutTail(end position) error {
 	return syncDir(l.dir)
 }
 
-// scanResult is what findEntry saw.
-type scanResult struct {
-	found   bool  // a whole entry starts somewhere
+// tailScan is what findEntries saw.
+type tailScan struct {
+	durable bool  // a whole entry says the entry at the cut was durable
 	nonZero int64 // the end of the last byte that is not zero
 }
 
-// findEntry looks, from offset from of f on, for a whole entry at any
-// offset, and for the last byte that is not zero.
-func findEntry(f *os.File, from int64) (scanResult, error) {
-	var r scanResult
+// findEntries looks, from offset from of f, segment seg, on, for whole
+// entries at any offset that say entry lsn cut was durable when they were
+// written, and for the last byte that is not zero.
+func (l *recordLog) findEntries(f *os.File, seg uint64, from int64, cut uint64) (tailScan, error) {
+	var r tailScan
 	const chunk = 1 << 20
 	buf := make([]byte, chunk+logEntryHead)
 	for off := from; ; off += chunk {
@@ -388,8 +424,8 @@ func findEntry(f *os.File, from int64) (scanResult, error) {
 				break
 			}
 		}
-		for i := 0; i+4 <= len(b) && i < chunk; i++ {
-			if binary.LittleEndian.Uint32(b[i:]) != logEntryTag || i+logEntryHead > len(b) {
+		for i := 0; i+logEntryHead <= len(b) && i < chunk; i++ {
+			if binary.LittleEndian.Uint32(b[i:]) != logEntryTag {
 				continue
 			}
 			length := binary.LittleEndian.Uint32(b[i+20:])
@@ -400,8 +436,8 @@ func findEntry(f *os.File, from int64) (scanResult, error) {
 			if _, err := f.ReadAt(e, off+int64(i)); err != nil {
 				continue
 			}
-			if _, _, _, _, ok := parseLogEntry(e); ok {
-				r.found = true
+			if ent, ok := parseLogEntry(e, l.salt); ok && ent.seg == seg && ent.lsn > cut && ent.lsn-uint64(ent.behind) > cut {
+				r.durable = true
 				return r, nil
 			}
 		}
@@ -411,34 +447,61 @@ func findEntry(f *os.File, from int64) (scanResult, error) {
 	}
 }
 
-// readCheckpoint reads the checkpoint; a log without one starts at the
-// beginning of segment 1.
-func readCheckpoint(dir string) (position, error) {
-	path := filepath.Join(dir, checkpointName)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return position{1, 0, 1}, nil
-	}
+// segmentsUsed reports whether any segment in dir holds a byte that is
+// not zero.
+func segmentsUsed(dir string) (bool, error) {
+	segs, err := filepath.Glob(filepath.Join(dir, "records-*.log"))
 	if err != nil {
-		return position{}, fmt.Errorf("record log: %w", err)
+		return false, err
 	}
-	if len(b) != 36 || [8]byte(b[:8]) != checkpointMagic || crc32.Checksum(b[:32], castagnoli) != binary.LittleEndian.Uint32(b[32:]) {
-		return position{}, fmt.Errorf("%w: record log checkpoint %s is damaged (%d bytes); it is written whole or not at all, so this is not a crash's doing: restore the node's data from a backup", ErrCorrupt, path, len(b))
+	buf := make([]byte, 1<<20)
+	for _, p := range segs {
+		f, err := os.Open(p)
+		if err != nil {
+			return false, fmt.Errorf("record log: %w", err)
+		}
+		for off := int64(0); ; off += int64(len(buf)) {
+			n, err := f.ReadAt(buf, off)
+			for _, c := range buf[:n] {
+				if c != 0 {
+					f.Close()
+					return true, nil
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		f.Close()
 	}
-	p := position{binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[16:]), binary.LittleEndian.Uint64(b[24:])}
-	if p.seg == 0 || p.lsn == 0 {
-		return position{}, fmt.Errorf("%w: record log checkpoint %s names segment %d, lsn %d", ErrCorrupt, path, p.seg, p.lsn)
-	}
-	return p, nil
+	return false, nil
 }
 
-// writeCheckpoint records p durably, replacing the checkpoint whole.
-func writeCheckpoint(dir string, p position) error {
-	b := make([]byte, 0, 36)
+// readCheckpoint reads the checkpoint; fs.ErrNotExist when there is none.
+func readCheckpoint(dir string) (checkpointState, error) {
+	path := filepath.Join(dir, checkpointName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return checkpointState{}, err
+	}
+	if len(b) != 40 || [8]byte(b[:8]) != checkpointMagic || crc32.Checksum(b[:36], castagnoli) != binary.LittleEndian.Uint32(b[36:]) {
+		return checkpointState{}, fmt.Errorf("%w: record log checkpoint %s is damaged (%d bytes); it is written whole or not at all, so this is not a crash's doing: restore the node's data from a backup", ErrCorrupt, path, len(b))
+	}
+	c := checkpointState{position{binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[16:]), binary.LittleEndian.Uint64(b[24:])}, binary.LittleEndian.Uint32(b[32:])}
+	if c.seg == 0 || c.lsn == 0 {
+		return checkpointState{}, fmt.Errorf("%w: record log checkpoint %s names segment %d, lsn %d: restore the node's data from a backup", ErrCorrupt, path, c.seg, c.lsn)
+	}
+	return c, nil
+}
+
+// writeCheckpoint records c durably, replacing the checkpoint whole.
+func writeCheckpoint(dir string, c checkpointState) error {
+	b := make([]byte, 0, 40)
 	b = append(b, checkpointMagic[:]...)
-	b = binary.LittleEndian.AppendUint64(b, p.seg)
-	b = binary.LittleEndian.AppendUint64(b, p.off)
-	b = binary.LittleEndian.AppendUint64(b, p.lsn)
+	b = binary.LittleEndian.AppendUint64(b, c.seg)
+	b = binary.LittleEndian.AppendUint64(b, c.off)
+	b = binary.LittleEndian.AppendUint64(b, c.lsn)
+	b = binary.LittleEndian.AppendUint32(b, c.salt)
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	path := filepath.Join(dir, checkpointName)
 	tmp := path + ".new"
@@ -463,62 +526,72 @@ func writeCheckpoint(dir string, p position) error {
 	return syncDir(dir)
 }
 
+// logEntry is an entry read back.
+type logEntry struct {
+	seg, lsn uint64
+	behind   uint32
+	recs     []logRecord
+	size     int
+}
+
+// entryCRC is the CRC of an entry's header fields and payload.
+func entryCRC(salt uint32, b []byte, n int) uint32 {
+	crc := crc32.Update(salt, castagnoli, b[4:24])
+	crc = crc32.Update(crc, castagnoli, b[28:32])
+	return crc32.Update(crc, castagnoli, b[logEntryHead:n])
+}
+
 // parseLogEntry reads the entry at the start of b. ok is false when there
 // is none: zeros, a torn or damaged entry, or garbage.
-func parseLogEntry(b []byte) (seg, lsn uint64, recs []logRecord, n int, ok bool) {
+func parseLogEntry(b []byte, salt uint32) (e logEntry, ok bool) {
 	if len(b) < logEntryHead || binary.LittleEndian.Uint32(b) != logEntryTag {
-		return 0, 0, nil, 0, false
+		return e, false
 	}
-	seg = binary.LittleEndian.Uint64(b[4:])
-	lsn = binary.LittleEndian.Uint64(b[12:])
 	length := binary.LittleEndian.Uint32(b[20:])
-	sum := binary.LittleEndian.Uint32(b[24:])
 	if uint64(length) > uint64(len(b)-logEntryHead) {
-		return 0, 0, nil, 0, false
+		return e, false
 	}
-	n = logEntryHead + int(length)
-	crc := crc32.Checksum(b[4:24], castagnoli)
-	crc = crc32.Update(crc, castagnoli, b[logEntryHead:n])
-	if crc != sum {
-		return 0, 0, nil, 0, false
+	n := logEntryHead + int(length)
+	if entryCRC(salt, b, n) != binary.LittleEndian.Uint32(b[24:]) {
+		return e, false
 	}
+	e = logEntry{seg: binary.LittleEndian.Uint64(b[4:]), lsn: binary.LittleEndian.Uint64(b[12:]), behind: binary.LittleEndian.Uint32(b[28:]), size: n}
 	p := b[logEntryHead:n]
 	for len(p) > 0 {
 		cl := int(p[0])
 		if cl == 0 || len(p) < 1+cl+4 {
-			return 0, 0, nil, 0, false
+			return logEntry{}, false
 		}
 		c := p[1 : 1+cl]
 		el := binary.LittleEndian.Uint32(p[1+cl:])
 		p = p[1+cl+4:]
 		if el == 0 || uint64(el) > uint64(len(p)) {
-			return 0, 0, nil, 0, false
+			return logEntry{}, false
 		}
-		recs = append(recs, logRecord{cid: c, env: p[:el]})
+		e.recs = append(e.recs, logRecord{cid: c, env: p[:el]})
 		p = p[el:]
 	}
-	return seg, lsn, recs, n, len(recs) > 0
+	return e, len(e.recs) > 0
 }
 
 // appendLogEntry appends an entry holding recs to b.
-func appendLogEntry(b []byte, seg, lsn uint64, recs []logRecord) []byte {
+func appendLogEntry(b []byte, salt uint32, seg, lsn uint64, behind uint32, recs []logRecord) []byte {
 	start := len(b)
 	b = binary.LittleEndian.AppendUint32(b, logEntryTag)
 	b = binary.LittleEndian.AppendUint64(b, seg)
 	b = binary.LittleEndian.AppendUint64(b, lsn)
 	b = binary.LittleEndian.AppendUint32(b, 0) // length
 	b = binary.LittleEndian.AppendUint32(b, 0) // crc
-	b = binary.LittleEndian.AppendUint32(b, 0) // padding to 32
+	b = binary.LittleEndian.AppendUint32(b, behind)
 	for _, r := range recs {
 		b = append(b, byte(len(r.cid)))
 		b = append(b, r.cid...)
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(r.env)))
 		b = append(b, r.env...)
 	}
-	binary.LittleEndian.PutUint32(b[start+20:], uint32(len(b)-start-logEntryHead))
-	crc := crc32.Checksum(b[start+4:start+24], castagnoli)
-	crc = crc32.Update(crc, castagnoli, b[start+logEntryHead:])
-	binary.LittleEndian.PutUint32(b[start+24:], crc)
+	e := b[start:]
+	binary.LittleEndian.PutUint32(e[20:], uint32(len(e)-logEntryHead))
+	binary.LittleEndian.PutUint32(e[24:], entryCRC(salt, e, len(e)))
 	return b
 }
 
@@ -545,12 +618,16 @@ func (l *recordLog) append(recs []logRecord) ([]location, error) {
 				l.mu.Unlock()
 				return nil, fmt.Errorf("%w: a record of %d bytes does not fit in a log entry", ErrInvalid, recordSize(recs[0]))
 			}
-			l.roll()
+			if err := l.roll(); err != nil {
+				l.mu.Unlock()
+				return nil, err
+			}
 			continue
 		}
-		b := appendLogEntry(make([]byte, 0, logEntryHead+size), l.pos.seg, l.pos.lsn, recs[:n])
+		behind := uint32(min(l.pos.lsn-l.synced, math.MaxUint32))
+		b := appendLogEntry(make([]byte, 0, logEntryHead+size), l.salt, l.pos.seg, l.pos.lsn, behind, recs[:n])
 		if _, err := l.cur.f.WriteAt(b, int64(l.pos.off)); err != nil {
-			l.err = fmt.Errorf("record log %s: %w", segmentName(l.pos.seg), err)
+			l.err = fmt.Errorf("record log %s: %w; writes stop until the node restarts: check the disk", segmentName(l.pos.seg), err)
 			continue
 		}
 		off := l.pos.off + logEntryHead
@@ -617,11 +694,11 @@ func (l *recordLog) syncTo(target uint64) error {
 	}
 	if err != nil {
 		if l.err == nil {
-			l.err = fmt.Errorf("record log: fdatasync: %w", err)
+			l.err = fmt.Errorf("record log: fdatasync: %w; writes stop until the node restarts: check the disk", err)
 		}
 		return l.err
 	}
-	l.synced = upto
+	l.synced = max(l.synced, upto)
 	return nil
 }
 
@@ -635,12 +712,14 @@ func (l *recordLog) release(f *segFile) {
 
 // roll moves the writer to the next segment. The one it leaves is synced
 // first, so that a replay, which reads segments in order, never finds a
-// durable entry after one that is not. l.mu is held.
-func (l *recordLog) roll() {
+// durable entry after one that is not. A segment that cannot be made (a
+// full disk) fails this write only; the next tries again. l.mu is held.
+func (l *recordLog) roll() error {
 	if err := fdatasync(l.cur.f); err != nil {
-		l.err = fmt.Errorf("record log: fdatasync: %w", err)
-		return
+		l.err = fmt.Errorf("record log: fdatasync %s: %w; writes stop until the node restarts: check the disk", segmentName(l.pos.seg), err)
+		return l.err
 	}
+	l.synced = max(l.synced, l.pos.lsn)
 	if l.next == nil {
 		l.prepareNext()
 	}
@@ -648,8 +727,7 @@ func (l *recordLog) roll() {
 	l.next = nil
 	<-p.done
 	if p.err != nil {
-		l.err = fmt.Errorf("record log: %w", p.err)
-		return
+		return fmt.Errorf("record log: making %s: %w", segmentName(l.pos.seg+1), p.err)
 	}
 	old := l.cur
 	old.retired = true
@@ -659,6 +737,7 @@ func (l *recordLog) roll() {
 	l.dirty = slices.DeleteFunc(l.dirty, func(f *segFile) bool { return f == old })
 	l.cur = &segFile{f: p.f, size: l.segSize}
 	l.pos = position{l.pos.seg + 1, 0, l.pos.lsn}
+	return nil
 }
 
 // prepareNext creates the next segment in the background. l.mu is held.
@@ -755,7 +834,7 @@ func (l *recordLog) checkpoint() error {
 	if err := syncFiles(l.dir); err != nil {
 		return fmt.Errorf("record log checkpoint: %w", err)
 	}
-	if err := writeCheckpoint(l.dir, p); err != nil {
+	if err := writeCheckpoint(l.dir, checkpointState{p, l.salt}); err != nil {
 		return fmt.Errorf("record log checkpoint: %w", err)
 	}
 	return nil

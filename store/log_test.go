@@ -78,21 +78,27 @@ func putChain(t testing.TB, s *Store, n, batch int, text string) []*protocol.Sig
 	return recs
 }
 
-// logFiles copies the record log's segments of src into dst, and its
-// checkpoint when checkpoint is set.
+// logFiles copies the record log's segments of src into dst, with its
+// checkpoint when checkpoint is set, or else with a checkpoint at the
+// log's start (same salt), so that the whole log is replayed.
 func logFiles(t testing.TB, src, dst string, checkpoint bool) {
 	t.Helper()
 	segs, _ := filepath.Glob(filepath.Join(src, "records-*.log"))
 	if len(segs) == 0 {
 		t.Fatal("no record-log segment")
 	}
-	if checkpoint {
-		segs = append(segs, filepath.Join(src, checkpointName))
-	}
 	for _, f := range segs {
-		if _, err := os.Stat(f); err == nil {
-			copyFile(t, f, filepath.Join(dst, filepath.Base(f)))
-		}
+		copyFile(t, f, filepath.Join(dst, filepath.Base(f)))
+	}
+	ck, err := readCheckpoint(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !checkpoint {
+		ck.position = position{1, 0, 1}
+	}
+	if err := writeCheckpoint(dst, ck); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -273,23 +279,23 @@ func TestLogDamagedCheckpoint(t *testing.T) {
 // TestLogEntryRoundTrip checks the entry encoding against its parser.
 func TestLogEntryRoundTrip(t *testing.T) {
 	recs := []logRecord{{cid: []byte("cid-1"), env: []byte("envelope one")}, {cid: []byte("c2"), env: bytes.Repeat([]byte{7}, 1000)}}
-	b := appendLogEntry(nil, 3, 42, recs)
-	seg, lsn, got, n, ok := parseLogEntry(append(b, 0, 0, 0))
-	if !ok || seg != 3 || lsn != 42 || n != len(b) || len(got) != 2 {
-		t.Fatalf("parse: ok %v seg %d lsn %d n %d/%d recs %d", ok, seg, lsn, n, len(b), len(got))
+	b := appendLogEntry(nil, 77, 3, 42, 5, recs)
+	e, ok := parseLogEntry(append(b, 0, 0, 0), 77)
+	if !ok || e.seg != 3 || e.lsn != 42 || e.behind != 5 || e.size != len(b) || len(e.recs) != 2 {
+		t.Fatalf("parse: ok %v %+v (size of %d)", ok, e, len(b))
 	}
 	for i := range recs {
-		if !bytes.Equal(got[i].cid, recs[i].cid) || !bytes.Equal(got[i].env, recs[i].env) {
+		if !bytes.Equal(e.recs[i].cid, recs[i].cid) || !bytes.Equal(e.recs[i].env, recs[i].env) {
 			t.Errorf("record %d differs", i)
 		}
 	}
+	if _, ok := parseLogEntry(b, 78); ok {
+		t.Fatal("an entry parses under another log's salt")
+	}
 	for i := range b {
-		if i >= 28 && i < 32 {
-			continue // padding
-		}
 		bad := bytes.Clone(b)
 		bad[i] ^= 0x10
-		if _, _, _, _, ok := parseLogEntry(bad); ok {
+		if _, ok := parseLogEntry(bad, 77); ok {
 			t.Fatalf("an entry with byte %d flipped parses", i)
 		}
 	}
@@ -299,19 +305,18 @@ func TestLogEntryRoundTrip(t *testing.T) {
 // after a crash, never panics, and what it accepts encodes back to the
 // same bytes.
 func FuzzLogEntry(f *testing.F) {
-	f.Add(appendLogEntry(nil, 1, 1, []logRecord{{cid: []byte("c"), env: []byte("e")}}))
+	f.Add(appendLogEntry(nil, 0, 1, 1, 1, []logRecord{{cid: []byte("c"), env: []byte("e")}}))
 	f.Add(make([]byte, 64))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		seg, lsn, recs, n, ok := parseLogEntry(b)
+		e, ok := parseLogEntry(b, 0)
 		if !ok {
 			return
 		}
-		if n > len(b) {
-			t.Fatalf("entry of %d bytes in %d", n, len(b))
+		if e.size > len(b) {
+			t.Fatalf("entry of %d bytes in %d", e.size, len(b))
 		}
-		again := appendLogEntry(nil, seg, lsn, recs)
-		copy(again[28:32], b[28:32]) // padding is not checked
-		if !bytes.Equal(again, b[:n]) {
+		again := appendLogEntry(nil, 0, e.seg, e.lsn, e.behind, e.recs)
+		if !bytes.Equal(again, b[:e.size]) {
 			t.Fatalf("re-encoded entry differs")
 		}
 	})
@@ -371,21 +376,24 @@ func TestLayoutOneStillRead(t *testing.T) {
 
 // FuzzOpenLog: whatever a crash or a damaged disk left in the segment and
 // the checkpoint, opening the log never panics, and what it replays lies
-// inside the segment.
+// inside the segment and reads back.
 func FuzzOpenLog(f *testing.F) {
-	good := appendLogEntry(nil, 1, 1, []logRecord{{cid: []byte("c"), env: []byte("envelope")}})
+	good := appendLogEntry(nil, 0, 1, 1, 1, []logRecord{{cid: []byte("c"), env: []byte("envelope")}})
 	f.Add(good, []byte{})
-	f.Add(append(good, appendLogEntry(nil, 1, 2, []logRecord{{cid: []byte("d"), env: []byte("e")}})...), []byte{})
-	f.Add(good, make([]byte, 36))
+	f.Add(append(good, appendLogEntry(nil, 0, 1, 2, 1, []logRecord{{cid: []byte("d"), env: []byte("e")}})...), []byte{})
+	f.Add(good, make([]byte, 40))
 	f.Fuzz(func(t *testing.T, seg, ckpt []byte) {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, segmentName(1)), seg, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if len(ckpt) > 0 {
-			if err := os.WriteFile(filepath.Join(dir, checkpointName), ckpt, 0o600); err != nil {
+		if len(ckpt) == 0 {
+			// A good checkpoint at the start, salt 0.
+			if err := writeCheckpoint(dir, checkpointState{position{1, 0, 1}, 0}); err != nil {
 				t.Fatal(err)
 			}
+		} else if err := os.WriteFile(filepath.Join(dir, checkpointName), ckpt, 0o600); err != nil {
+			t.Fatal(err)
 		}
 		l, recs, err := openLog(dir, 1<<20, slog.New(slog.DiscardHandler))
 		if err != nil {
@@ -442,8 +450,8 @@ func TestLogDamagedInTheMiddle(t *testing.T) {
 }
 
 // TestLogFailedSegment: when the next segment cannot be made (a full
-// disk, here a directory in the way), writes fail with the reason, and
-// Close still returns.
+// disk, here a directory in the way), writes fail with the reason, go on
+// once it can be made, and Close still returns.
 func TestLogFailedSegment(t *testing.T) {
 	dir := t.TempDir()
 	o := testOptions(t)
@@ -464,6 +472,14 @@ func TestLogFailedSegment(t *testing.T) {
 		t.Fatal("5000 records written with no room for a second segment")
 	}
 	t.Logf("the write that failed: %v", failed)
+	// The disk has room again: writes go on.
+	if err := os.RemoveAll(filepath.Join(dir, segmentName(2)+".new")); err != nil {
+		t.Fatal(err)
+	}
+	after := a.next(t, testChannel("full"), protocol.KindNote, 9999, note("after"))
+	if _, err := s.Put(after); err != nil {
+		t.Fatalf("a write once the segment can be made: %v", err)
+	}
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
 	select {
@@ -499,5 +515,69 @@ func TestLogSegmentSize(t *testing.T) {
 		if st.Size() != o.LogSegmentSize {
 			t.Errorf("%s is %d bytes, want %d", filepath.Base(p), st.Size(), o.LogSegmentSize)
 		}
+	}
+}
+
+// TestLogUnsyncedEntriesTorn: two entries were written and neither synced
+// when the power went (group commit syncs them together); only the second
+// reached the disk whole. Neither was acknowledged, so the log is cut
+// before them, not refused. Had the second said the first was durable,
+// the first's damage would not be a crash's doing.
+func TestLogUnsyncedEntriesTorn(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		behind uint32 // of the second entry
+		refuse bool
+	}{
+		{"neither synced", 1, false},
+		{"first said durable", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openStore(t, dir, testOptions(t))
+			putChain(t, s, 20, 10, "synced")
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			ck, err := readCheckpoint(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e1 := appendLogEntry(nil, ck.salt, ck.seg, ck.lsn, 0, []logRecord{{cid: []byte("c1"), env: bytes.Repeat([]byte("a"), 600)}})
+			e2 := appendLogEntry(nil, ck.salt, ck.seg, ck.lsn+1, tc.behind, []logRecord{{cid: []byte("c2"), env: bytes.Repeat([]byte("b"), 600)}})
+			torn := bytes.Clone(e1)
+			clear(torn[:512]) // the first sector never made it
+			f, err := os.OpenFile(filepath.Join(dir, segmentName(ck.seg)), os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt(append(torn, e2...), int64(ck.off)); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+
+			o, log := logged(t)
+			r, err := Open(dir, o)
+			if tc.refuse {
+				if !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("open: %v, want ErrCorrupt", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("open after a torn unsynced tail: %v", err)
+			}
+			defer r.Close()
+			if !strings.Contains(log.String(), "cut off") {
+				t.Errorf("the cut is not logged: %s", log)
+			}
+			if r.Count() != 20 {
+				t.Errorf("count %d, want 20", r.Count())
+			}
+			more := putChain(t, r, 5, 5, "after")
+			for _, rec := range more {
+				mustHave(t, r, rec)
+			}
+		})
 	}
 }

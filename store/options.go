@@ -62,10 +62,11 @@ type Options struct {
 // DefaultOptions returns options sized for a small server: about 35 MB of
 // Badger memory at most (two 8 MB memtables with their write headroom, an
 // 8 MB index cache and a 4 MB block cache; 16 MB with encryption), 64 MB
-// value-log files, 16 MB record-log segments, value-log GC every 10 minutes (with
-// encryption), no encryption and no logger. Badger maps
-// its files into memory, so the pages of records recently written or read
-// also count in the process's resident size, as reclaimable file pages.
+// value-log files, 16 MB record-log segments, value-log GC every 10
+// minutes (with encryption), no encryption and no logger. Badger maps its
+// files into memory, so with encryption the pages of records recently
+// written or read count in the process's resident size, as reclaimable
+// file pages; the record log is read through the page cache instead.
 func DefaultOptions() Options {
 	return Options{
 		GCInterval:       10 * time.Minute,

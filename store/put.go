@@ -49,7 +49,9 @@ func (r Result) String() string {
 const maxConflictRetries = 100
 
 // Put writes one record with its index entries and the head it advances, in
-// one transaction synced to disk before Put returns. The record must have
+// one transaction, durable before Put returns: its envelope is synced to
+// the record log first (or, with encryption, Badger syncs the
+// transaction). The record must have
 // been verified (protocol.Open or protocol.Seal): the store does not check
 // its signature or CID again.
 func (s *Store) Put(rec *protocol.Signed) (Result, error) {
@@ -60,8 +62,8 @@ func (s *Store) Put(rec *protocol.Signed) (Result, error) {
 	return res[0], nil
 }
 
-// PutBatch writes records as Put does, in as few transactions as Badger's
-// size limit allows (usually one, so one sync to disk). The records may come
+// PutBatch writes records as Put does, with one sync to disk, in as few
+// transactions as Badger's size limit allows (usually one). The records may come
 // in any order, include several of one author and repeat each other: the
 // outcome and the results are those of calling Put on each in turn. Every
 // record is checked before anything is written; on an error, the results
@@ -426,7 +428,11 @@ func (s *Store) logItems(items []putItem) error {
 // replay indexes the records of the log written after its last checkpoint
 // that Badger does not hold (the machine went down before Badger's writes
 // reached the disk; after a crash of the process alone they are all
-// there), then checkpoints.
+// there), then checkpoints. They are indexed in log order, which is the
+// order their batches were synced, not always the order Badger committed
+// them: of two records an author signed for one seq, both lost by Badger,
+// the one first in the log holds the slot after the replay, and the other
+// is kept as fork evidence, whichever it was before.
 func (s *Store) replay(recs []replayRecord) error {
 	var stored int
 	items := make([]putItem, 0, maxReplayBatch)
@@ -443,11 +449,15 @@ func (s *Store) replay(recs []replayRecord) error {
 		items = items[:0]
 		return nil
 	}
+	// A record that passed every check when it was written and fails one
+	// now is not dropped: the store acknowledged it.
+	refuse := func(what string, err error) error {
+		return fmt.Errorf("%w: record log replay: %s: %v; the store acknowledged it and will not drop it: open the store with the version of sangsaeng that wrote it", ErrCorrupt, what, err)
+	}
 	for _, r := range recs {
 		c, err := cid.Cast(r.cid)
 		if err != nil {
-			s.log.Warn("record log: a record with a bad CID is skipped", "err", err)
-			continue
+			return refuse(fmt.Sprintf("a record at %s offset %d has a bad CID", segmentName(r.loc.seg), r.loc.off), err)
 		}
 		held, err := s.Has(c)
 		if err != nil {
@@ -461,13 +471,11 @@ func (s *Store) replay(recs []replayRecord) error {
 			err = fmt.Errorf("the envelope is record %s", rec.CID)
 		}
 		if err != nil {
-			s.log.Warn("record log: a record that does not open is skipped", "cid", c, "err", err)
-			continue
+			return refuse("record "+c.String()+" does not open", err)
 		}
 		it, err := prepare(rec)
 		if err != nil {
-			s.log.Warn("record log: a record the store refuses is skipped", "cid", c, "err", err)
-			continue
+			return refuse("record "+c.String()+" is refused", err)
 		}
 		it.value = r.loc.pointer()
 		if items = append(items, it); len(items) == maxReplayBatch {

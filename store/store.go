@@ -15,9 +15,10 @@ import (
 )
 
 // valueThreshold is the size from which Badger keeps a value in the value
-// log rather than in the LSM tree. Envelopes go to the value log; index
-// entries, heads and chain links stay in the tree, which keeps it small
-// enough for the caches and fast to scan.
+// log rather than in the LSM tree. Index entries, heads, chain links and
+// pointers into the record log stay in the tree, which keeps it small
+// enough for the caches and fast to scan; the envelopes of an encrypted
+// store, and the node's larger settings, go to the value log.
 const valueThreshold = 128
 
 // plainBlockCache is the block cache of a store without encryption.
@@ -67,7 +68,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	// Tables are neither compressed nor, without a key, encrypted, so
 	// Badger reads their blocks straight from the mapped files and needs
 	// little cache of decoded blocks; the heap is kept for the rest. (The
-	// LSM tree holds index entries; envelopes are in the value log.)
+	// LSM tree holds index entries; envelopes are in the record log, or
+	// with encryption in the value log.)
 	// A small one stays for stores written before, whose tables are
 	// Snappy-compressed until compaction rewrites them.
 	blockCache := opts.BlockCacheSize
@@ -219,7 +221,7 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// syncMeta makes durable a write made outside the journal (the node's
+// syncMeta makes durable a write made outside the record log (the node's
 // settings, the layout version), which Badger did not sync.
 func (s *Store) syncMeta() error {
 	if s.rlog == nil {
