@@ -68,7 +68,9 @@ func (s *Store) Put(rec *protocol.Signed) (Result, error) {
 // outcome and the results are those of calling Put on each in turn. Every
 // record is checked before anything is written; on an error, the results
 // returned are those of the records written before the failure (a prefix
-// of recs, possibly empty).
+// of recs, possibly empty). Records of a failed batch that reached the
+// record log may still be indexed when the store next opens after an
+// unclean stop.
 func (s *Store) PutBatch(recs []*protocol.Signed) ([]Result, error) {
 	if err := s.enter(); err != nil {
 		return nil, fmt.Errorf("store put: %w", err)
