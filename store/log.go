@@ -914,11 +914,10 @@ func (l *recordLog) close(checkpoint bool) error {
 	return err
 }
 
-// syncFiles makes durable every write Badger made to its value-log and
-// memtable files in dir, which it does not sync itself when its writes are
-// not synced. (It syncs its tables and manifest whenever it writes them. A
-// memtable file that disappears while this runs was flushed to a table.)
-func syncFiles(dir string) error {
+// eachBadgerLog calls fn with each of Badger's value-log and memtable
+// files in dir, open for reading. A file that disappears meanwhile (a
+// memtable flushed to a table) is skipped.
+func eachBadgerLog(dir string, fn func(name string, f *os.File) error) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return err
@@ -935,11 +934,28 @@ func syncFiles(dir string) error {
 		if err != nil {
 			return err
 		}
-		err = f.Sync()
+		err = fn(name, f)
 		f.Close()
 		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncFiles makes durable every write Badger made to its value-log and
+// memtable files in dir, which it does not sync itself when its writes are
+// not synced. (It syncs its tables and manifest whenever it writes them. A
+// memtable file that disappears while this runs was flushed to a table.)
+func syncFiles(dir string) error {
+	err := eachBadgerLog(dir, func(name string, f *os.File) error {
+		if err := f.Sync(); err != nil {
 			return fmt.Errorf("sync %s: %w", name, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return syncDir(dir)
 }
@@ -948,22 +964,10 @@ func syncFiles(dir string) error {
 // Badger's value-log and memtable files in dir, without waiting for them
 // or flushing the disk's cache.
 func startWriteback(dir string) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		name := e.Name()
-		if !strings.HasSuffix(name, ".vlog") && !strings.HasSuffix(name, ".mem") {
-			continue
-		}
-		f, err := os.Open(filepath.Join(dir, name))
-		if err != nil {
-			continue
-		}
+	_ = eachBadgerLog(dir, func(_ string, f *os.File) error {
 		startWritebackFile(f)
-		f.Close()
-	}
+		return nil
+	})
 }
 
 func syncDir(dir string) error {

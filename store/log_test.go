@@ -125,13 +125,7 @@ func TestLogReplaysLostWrites(t *testing.T) {
 		t.Errorf("replay log does not say 305 records were indexed again: %s", log)
 	}
 	for _, rec := range recs {
-		got, err := r.Get(rec.CID)
-		if err != nil {
-			t.Fatalf("get %s after replay: %v", rec.CID, err)
-		}
-		if !bytes.Equal(got.Envelope, rec.Envelope) {
-			t.Fatalf("%s: a different envelope after replay", rec.CID)
-		}
+		mustHave(t, r, rec)
 	}
 }
 
