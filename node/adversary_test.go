@@ -130,7 +130,7 @@ func (s *spy) OnClosedOutboundStream(peer.ID)              {}
 // node runs it (our protocol ID, no gossipsub signatures, the record CID as
 // message ID), but without any of the node's checks. Big queues, so that a
 // flooding adversary loses nothing on its own side.
-func barePubSub(t testing.TB, h host.Host, ours bool, tr *spy) *pubsub.PubSub {
+func barePubSub(t testing.TB, h host.Host, ours bool, tr pubsub.RawTracer) *pubsub.PubSub {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -138,7 +138,7 @@ func barePubSub(t testing.TB, h host.Host, ours bool, tr *spy) *pubsub.PubSub {
 }
 
 // barePubSubCtx is barePubSub that runs until ctx ends.
-func barePubSubCtx(t testing.TB, ctx context.Context, h host.Host, ours bool, tr *spy) *pubsub.PubSub {
+func barePubSubCtx(t testing.TB, ctx context.Context, h host.Host, ours bool, tr pubsub.RawTracer) *pubsub.PubSub {
 	t.Helper()
 	opts := []pubsub.Option{pubsub.WithRawTracer(tr), pubsub.WithPeerOutboundQueueSize(1 << 14), pubsub.WithValidateQueueSize(1 << 14)}
 	if ours {

@@ -217,6 +217,17 @@ func (st *channelState) active(p peer.ID) bool {
 	return st.genesis != nil && st.members[p] && !removed
 }
 
+// removedFrom returns the peers removed from ch.
+func (g *governance) removedFrom(ch cid.Cid) []peer.ID {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	st := g.chans[ch]
+	if st == nil {
+		return nil
+	}
+	return slices.Collect(maps.Keys(st.removed))
+}
+
 // joined returns the channels the node itself is an active member of.
 func (g *governance) joined() []cid.Cid {
 	g.mu.RLock()

@@ -59,6 +59,9 @@ type Node struct {
 
 	mu     sync.Mutex
 	topics map[cid.Cid]*channelTopic
+	// retired holds the topics of channels' past membership epochs, by
+	// name (see subscribe).
+	retired map[string]retiredTopic
 	// pubQueue feeds the publisher, the one goroutine that signs.
 	pubQueue chan *pubReq
 	// gossipQueue feeds the gossiper, which hands stored records to
@@ -89,6 +92,7 @@ type Node struct {
 type channelTopic struct {
 	topic *pubsub.Topic
 	sub   *pubsub.Subscription
+	name  string // the topic of the channel's current membership epoch
 }
 
 // Option configures New.

@@ -149,41 +149,6 @@ func TestOutsiderRefused(t *testing.T) {
 	}
 }
 
-// TestRemovedMember: after removal, the member's new records are refused.
-func TestRemovedMember(t *testing.T) {
-	a, b, c := startNode(t, "A"), startNode(t, "B"), startNode(t, "C")
-	ch := link(t, a, b, "abc")
-	ctx := context.Background()
-	code, err := a.Invite(ctx, ch, c.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Join(ctx, code); err != nil {
-		t.Fatal(err)
-	}
-	before, err := b.Publish(ctx, ch, "note", map[string]any{"text": "before"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "b's note at a", 10*time.Second, func() bool { return has(a, before.CID) })
-	if err := a.RemoveMember(ctx, ch, b.ID()); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the removal at c", 10*time.Second, func() bool { return !c.gov.memberOf(ch, b.ID()) })
-	// b still believes it is a member until the removal reaches it; a record
-	// it signs now is refused everywhere.
-	s := sealAs(t, b, ch, "note", map[string]any{"text": "after"})
-	if _, err := c.ingest(ch, s.Envelope, b.ID()); !errors.Is(err, ErrRemoved) && !errors.Is(err, ErrNotMember) {
-		t.Fatalf("a record of a removed member: %v", err)
-	}
-	if has(c, s.CID) {
-		t.Fatal("stored a removed member's record")
-	}
-	if !has(c, before.CID) && !has(a, before.CID) {
-		t.Fatal("the record from before the removal is gone")
-	}
-}
-
 // sealAs signs a record as n's next record in ch without storing it.
 func sealAs(t *testing.T, n *Node, ch cid.Cid, kind string, body map[string]any) *protocol.Signed {
 	t.Helper()

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/event"
@@ -27,10 +28,16 @@ const partnersNS = "partners"
 type partnerEntry struct {
 	Name  string   `json:"name,omitempty"`
 	Addrs []string `json:"addrs"`
+	// Manual marks a partner the operator (or an invite the operator
+	// used) added: the gater admits it whatever channels it shares.
+	// Entries the node learned by itself (learnAddrs) only keep addresses,
+	// and an entry stored before this field existed counts as learned.
+	Manual bool `json:"manual,omitempty"`
 }
 
-// partnerBook is the address book: partners the operator named or the node
-// learned from invites, kept in the store and dialled on start.
+// partnerBook is the address book: partners the operator added, the
+// inviters of channels the node joined, and the addresses of the members
+// it connected to, kept in the store and dialled on start.
 type partnerBook struct {
 	s  *store.Store
 	mu sync.RWMutex
@@ -63,6 +70,13 @@ func (b *partnerBook) has(p peer.ID) bool {
 	defer b.mu.RUnlock()
 	_, ok := b.m[p]
 	return ok
+}
+
+// manual reports whether the operator added p (see partnerEntry.Manual).
+func (b *partnerBook) manual(p peer.ID) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.m[p].Manual
 }
 
 func (b *partnerBook) all() map[peer.ID]partnerEntry {
@@ -99,8 +113,10 @@ func (b *partnerBook) remove(p peer.ID) error {
 	return nil
 }
 
-// AddPartner adds p to the address book (merging addresses, keeping the
-// name unless a new one is given) and dials it in the background.
+// AddPartner adds p to the address book as a partner the operator chose
+// (merging addresses, keeping the name unless a new one is given), which
+// the gater admits whatever channels it shares, and dials it in the
+// background.
 func (n *Node) AddPartner(ctx context.Context, p peer.ID, addrs []ma.Multiaddr, name string) error {
 	if p == n.self {
 		return fmt.Errorf("partner %s is this node", p)
@@ -116,6 +132,7 @@ func (n *Node) AddPartner(ctx context.Context, p peer.ID, addrs []ma.Multiaddr, 
 	if name != "" {
 		e.Name = name
 	}
+	e.Manual = true
 	if err := n.partners.put(p, e); err != nil {
 		return err
 	}
@@ -145,10 +162,30 @@ func (n *Node) closeIfStranger(p peer.ID) {
 	}
 }
 
+// closeRemoved disconnects, after a change of ch's membership, the peers
+// the change left sharing no channel with this node (and not admitted
+// otherwise, see gater): the members removed from ch, or, when this node
+// was removed, the members of ch. A removed member that still shares a
+// channel stays connected, for that channel.
+func (n *Node) closeRemoved(ch cid.Cid) {
+	removed := n.gov.removedFrom(ch)
+	if len(removed) == 0 {
+		return
+	}
+	selfRemoved := slices.Contains(removed, n.self)
+	for _, p := range n.host.Network().Peers() {
+		if (selfRemoved || slices.Contains(removed, p)) && !n.gater.allowed(p) {
+			n.log.Info("disconnecting a peer that shares no channel any more", "peer", p, "channel", ch)
+			_ = n.host.Network().ClosePeer(p)
+		}
+	}
+}
+
 // learnAddrs keeps the listen addresses of partners the node connects to in
 // the address book, so that after a restart it can reach every member of
 // its channels, not only the ones that invited it: a partner's records reach
-// it through any member.
+// it through any member. A learned entry only keeps addresses: it does not
+// make the gater admit the peer once it shares no channel with the node.
 func (n *Node) learnAddrs() {
 	sub, err := n.host.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
 	if err != nil {
@@ -278,7 +315,7 @@ func (n *Node) dialLoop() {
 		case <-t.C:
 		}
 		for p, e := range n.partners.all() {
-			if n.host.Network().Connectedness(p) == network.Connected {
+			if n.host.Network().Connectedness(p) == network.Connected || !n.gater.allowed(p) {
 				continue
 			}
 			ai := peer.AddrInfo{ID: p}
@@ -299,8 +336,11 @@ func (n *Node) dialLoop() {
 	}
 }
 
-// gater admits only partners: members of a channel the node is in, peers in
-// the address book, and peers the operator configured (relays, bootstrap).
+// gater admits only partners: active members of a channel the node is an
+// active member of, partners the operator added to the address book (see
+// partnerEntry.Manual), and peers the operator configured (relays,
+// bootstrap). A member removed from every channel it shared with the node
+// is refused, though the node may have learned its addresses.
 type gater struct {
 	n     *Node
 	extra sync.Map // peer.ID → true
@@ -316,7 +356,7 @@ func (g *gater) allowed(p peer.ID) bool {
 	if _, ok := g.extra.Load(p); ok {
 		return true
 	}
-	return g.n.partners.has(p) || g.n.gov.isPartner(p)
+	return g.n.partners.manual(p) || g.n.gov.isPartner(p)
 }
 
 func (g *gater) InterceptPeerDial(p peer.ID) bool { return g.allowed(p) }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/sangsaeng/sangsaeng/protocol"
@@ -281,17 +282,33 @@ func (n *Node) ownHead(ch cid.Cid) (uint64, cid.Cid, error) {
 	return top.Record.Seq, top.CID, nil
 }
 
-// broadcast sends a stored record to the channel's members. A failure here
-// loses nothing: the record is stored, and sync delivers it.
+// broadcast sends a stored record to the channel's members, in the topic
+// of the membership epoch the node is in now (never in a topic whose mesh
+// may hold a member removed since). A membership record also goes to the
+// topics of the channel's past epochs, to members that have not yet
+// learned of a removal and so are still there. A failure here loses
+// nothing: the record is stored, and sync delivers it.
 func (n *Node) broadcast(ctx context.Context, ch cid.Cid, s *protocol.Signed) {
-	n.mu.Lock()
-	t := n.topics[ch]
-	n.mu.Unlock()
-	if t == nil {
-		return
+	if err := n.subscribe(ch); err != nil && !errors.Is(err, errClosed) {
+		n.log.Warn("cannot subscribe", "channel", ch, "err", err)
 	}
-	if err := t.topic.Publish(ctx, s.Envelope); err != nil {
-		n.log.Warn("gossip publish failed; sync will deliver the record", "channel", ch, "cid", s.CID, "err", err)
+	n.mu.Lock()
+	var topics []*pubsub.Topic
+	if t := n.topics[ch]; t != nil {
+		topics = append(topics, t.topic)
+	}
+	if s.Record.Kind == protocol.KindChannelMembers {
+		for _, r := range n.retired {
+			if r.ch == ch {
+				topics = append(topics, r.topic)
+			}
+		}
+	}
+	n.mu.Unlock()
+	for _, t := range topics {
+		if err := t.Publish(ctx, s.Envelope); err != nil {
+			n.log.Warn("gossip publish failed; sync will deliver the record", "channel", ch, "topic", t.String(), "cid", s.CID, "err", err)
+		}
 	}
 }
 

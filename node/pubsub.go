@@ -3,8 +3,11 @@ package node
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,17 +25,67 @@ import (
 // default gossipsub ID, so generic libp2p peers never join our meshes.
 const GossipSubID = libp2pproto.ID("/sangsaeng/gossipsub/1.2.0")
 
-// TopicPrefix starts every channel's pubsub topic: TopicPrefix + channel ID.
+// TopicPrefix starts every channel's pubsub topics.
 const TopicPrefix = "/sangsaeng/ch/"
 
-// Topic returns the pubsub topic of a channel.
+// Topic returns the pubsub topic of a channel from which nobody was ever
+// removed: TopicPrefix + channel ID. See EpochTopic.
 func Topic(ch cid.Cid) string { return TopicPrefix + ch.String() }
 
-// topicChannel returns the channel of a topic, or false for a foreign topic.
+// EpochTopic returns the pubsub topic of a channel in a membership epoch:
+// Topic(ch) for the empty epoch (nobody removed), else Topic(ch) + "/" +
+// epoch. Every removal starts a new epoch, so a new topic with a new mesh
+// that only peers admitted since the removal are in (see epochOf).
+func EpochTopic(ch cid.Cid, epoch string) string {
+	if epoch == "" {
+		return Topic(ch)
+	}
+	return Topic(ch) + "/" + epoch
+}
+
+// epochLen is the length of an epoch name: 64 bits of hash in hex.
+const epochLen = 16
+
+// epochOf names the membership epoch of a channel whose removed members
+// are removed: "" when there are none, else the first 64 bits, in hex, of
+// the SHA-256 of "sangsaeng/epoch/1" and the removed peer IDs, sorted, each
+// preceded by its length. Every node with the same view of the channel
+// computes the same name.
+func epochOf(removed []peer.ID) string {
+	if len(removed) == 0 {
+		return ""
+	}
+	ids := slices.Clone(removed)
+	slices.Sort(ids)
+	h := sha256.New()
+	h.Write([]byte("sangsaeng/epoch/1"))
+	for _, p := range ids {
+		var l [binary.MaxVarintLen64]byte
+		h.Write(l[:binary.PutUvarint(l[:], uint64(len(p)))])
+		h.Write([]byte(p))
+	}
+	return hex.EncodeToString(h.Sum(nil))[:epochLen]
+}
+
+// topicOf returns the topic of ch in the node's current view of its
+// membership.
+func (n *Node) topicOf(ch cid.Cid) string {
+	return EpochTopic(ch, epochOf(n.gov.removedFrom(ch)))
+}
+
+// topicChannel returns the channel of a topic (of any epoch), or false for
+// a foreign topic.
 func topicChannel(topic string) (cid.Cid, bool) {
 	s, ok := strings.CutPrefix(topic, TopicPrefix)
 	if !ok {
 		return cid.Undef, false
+	}
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		e := s[i+1:]
+		if len(e) != epochLen || strings.Trim(e, "0123456789abcdef") != "" {
+			return cid.Undef, false
+		}
+		s = s[:i]
 	}
 	c, err := cid.Decode(s)
 	return c, err == nil
@@ -82,15 +135,22 @@ func newPubSub(n *Node) (*pubsub.PubSub, error) {
 	return ps, nil
 }
 
-// messageID is the record's CID, so that a record is one message however
-// many peers forward it, and a resent record is recognised as seen.
+// messageID is the SHA-256 of the topic and the whole envelope, signature
+// included. The record's CID would not do: a peer that sends a copy of a
+// record with a broken signature first would get the genuine copy, which
+// has the same CID, dropped as already seen. The validator checks the CID
+// inside, and a second genuine copy of a stored record costs it a store
+// lookup. The topic is in it because gossipsub's seen-cache is one for all
+// topics, and a membership record is published in the topics of two epochs
+// (see broadcast).
 func messageID(m *pb.Message) string {
-	c, err := protocol.EnvelopeCID(m.Data)
-	if err != nil { // the validator rejects it; any stable ID will do
-		h := sha256.Sum256(m.Data)
-		return string(h[:])
-	}
-	return string(c.Bytes())
+	h := sha256.New()
+	topic := m.GetTopic()
+	var l [binary.MaxVarintLen64]byte
+	h.Write(l[:binary.PutUvarint(l[:], uint64(len(topic)))])
+	h.Write([]byte(topic))
+	h.Write(m.Data)
+	return string(h.Sum(nil))
 }
 
 // peerFilter keeps non-members out of a channel's mesh, gossip and fanout.
@@ -137,38 +197,92 @@ func (n *Node) inspectRPC(from peer.ID, rpc *pubsub.RPC) error {
 	return nil
 }
 
-// subscribe joins a channel's topic with the record validator.
+// subscribe makes the node's subscription of ch match its view of the
+// channel: the topic of the current membership epoch, with the record
+// validator, while the node is an active member; none once it is not.
+//
+// When the epoch changes (a member was removed) the node leaves the old
+// topic's mesh before anything else is published: the removed peer may be
+// in that mesh, and go-libp2p-pubsub asks the peer filter when a peer
+// grafts, not when it forwards to a peer already in the mesh. The new
+// topic's mesh is built from scratch, and every peer in it passed
+// peerFilter with the removal known. The old topic is kept, unsubscribed,
+// for retiredTopicTTL, to send the membership records that started the
+// new epoch to members who have not learned of them yet (over gossipsub's
+// fanout, which also asks peerFilter, so never to a removed peer).
 func (n *Node) subscribe(ch cid.Cid) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
 		return errClosed
 	}
-	if _, ok := n.topics[ch]; ok {
+	want := ""
+	if n.gov.isJoined(ch) {
+		want = n.topicOf(ch)
+	}
+	cur := n.topics[ch]
+	if cur != nil && cur.name == want {
 		return nil
 	}
-	topic := Topic(ch)
+	if cur != nil {
+		delete(n.topics, ch)
+		n.retireLocked(ch, cur)
+	}
+	if want == "" {
+		return nil
+	}
+	t, err := n.joinLocked(ch, want)
+	if err != nil {
+		return err
+	}
+	n.topics[ch] = t
+	return nil
+}
+
+// unsubscribe leaves a channel's topic (after the node was removed).
+func (n *Node) unsubscribe(ch cid.Cid) { _ = n.subscribe(ch) }
+
+// retiredTopicTTL is how long the node keeps the topic of a past epoch to
+// send membership records in it.
+const retiredTopicTTL = 2 * time.Minute
+
+// retiredTopic is the topic of a channel's past epoch.
+type retiredTopic struct {
+	ch    cid.Cid
+	topic *pubsub.Topic
+}
+
+// joinLocked joins topic for ch with the record validator. n.mu is held.
+func (n *Node) joinLocked(ch cid.Cid, topic string) (*channelTopic, error) {
 	// A validation waits for the disk (the writer's group commit) more
 	// than it computes, so many run at once; gossipsub's default of 1024
 	// per topic drops records of a burst as "throttled", for sync to
 	// fetch again.
 	if err := n.ps.RegisterTopicValidator(topic, n.validator(ch), pubsub.WithValidatorConcurrency(validatorConcurrency)); err != nil {
-		return fmt.Errorf("channel %s: %w", ch, err)
+		return nil, fmt.Errorf("channel %s: %w", ch, err)
 	}
-	t, err := n.ps.Join(topic)
-	if err != nil {
-		return fmt.Errorf("channel %s: %w", ch, err)
+	fail := func(err error) (*channelTopic, error) {
+		_ = n.ps.UnregisterTopicValidator(topic)
+		return nil, fmt.Errorf("channel %s: %w", ch, err)
 	}
-	if err := t.SetScoreParams(topicScoreParams()); err != nil {
-		t.Close()
-		return fmt.Errorf("channel %s: score parameters: %w", ch, err)
+	t := n.retired[topic].topic // the epoch came back: reuse its handle
+	if t != nil {
+		delete(n.retired, topic)
+	} else {
+		var err error
+		if t, err = n.ps.Join(topic); err != nil {
+			return fail(err)
+		}
+		if err := t.SetScoreParams(topicScoreParams()); err != nil {
+			t.Close()
+			return fail(fmt.Errorf("score parameters: %w", err))
+		}
 	}
 	sub, err := t.Subscribe(pubsub.WithBufferSize(queueSize))
 	if err != nil {
 		t.Close()
-		return fmt.Errorf("channel %s: %w", ch, err)
+		return fail(err)
 	}
-	n.topics[ch] = &channelTopic{topic: t, sub: sub}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -180,22 +294,28 @@ func (n *Node) subscribe(ch cid.Cid) error {
 			}
 		}
 	}()
-	n.log.Debug("subscribed", "channel", ch)
-	return nil
+	n.log.Debug("subscribed", "channel", ch, "topic", topic)
+	return &channelTopic{topic: t, sub: sub, name: topic}, nil
 }
 
-// unsubscribe leaves a channel's topic (after the node was removed).
-func (n *Node) unsubscribe(ch cid.Cid) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	t := n.topics[ch]
-	if t == nil {
-		return
-	}
-	delete(n.topics, ch)
+// retireLocked leaves t's mesh and keeps its handle for retiredTopicTTL.
+// n.mu is held.
+func (n *Node) retireLocked(ch cid.Cid, t *channelTopic) {
 	t.sub.Cancel()
-	t.topic.Close()
-	_ = n.ps.UnregisterTopicValidator(Topic(ch))
+	_ = n.ps.UnregisterTopicValidator(t.name)
+	n.log.Debug("left topic", "channel", ch, "topic", t.name)
+	if n.retired == nil {
+		n.retired = map[string]retiredTopic{}
+	}
+	n.retired[t.name] = retiredTopic{ch: ch, topic: t.topic}
+	time.AfterFunc(retiredTopicTTL, func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if r, ok := n.retired[t.name]; ok && r.topic == t.topic {
+			delete(n.retired, t.name)
+			_ = t.topic.Close()
+		}
+	})
 }
 
 // validator returns the gossipsub validator of a channel: the decision
@@ -369,14 +489,10 @@ func (n *Node) accepted(s *protocol.Signed) {
 	n.metrics.accepted.Inc()
 	if n.gov.apply(s) {
 		ch := s.ChannelOf()
-		switch {
-		case n.gov.isJoined(ch):
-			if err := n.subscribe(ch); err != nil && !errors.Is(err, errClosed) {
-				n.log.Warn("cannot subscribe", "channel", ch, "err", err)
-			}
-		default:
-			n.unsubscribe(ch)
+		if err := n.subscribe(ch); err != nil && !errors.Is(err, errClosed) {
+			n.log.Warn("cannot subscribe", "channel", ch, "err", err)
 		}
+		n.closeRemoved(ch)
 	}
 	n.events.publish(s)
 }
@@ -432,7 +548,7 @@ const graftSyncDelay = 500 * time.Millisecond
 func (n *Node) waitMesh(ctx context.Context, ch cid.Cid, p peer.ID) bool {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for !n.mesh.has(Topic(ch), p) {
+	for !n.mesh.has(n.topicOf(ch), p) {
 		select {
 		case <-ctx.Done():
 			return false

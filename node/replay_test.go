@@ -81,9 +81,10 @@ func TestReplayChangesNothing(t *testing.T) {
 	// Over gossipsub.
 	dup0 := metric(t, b, dups)
 	h := bareHost(t, mal)
-	sp := &spy{topic: Topic(ch)}
+	// A member was removed: the channel is in its second membership epoch.
+	sp := &spy{topic: b.topicOf(ch)}
 	ps := barePubSub(t, h, true, sp)
-	tp, err := ps.Join(Topic(ch))
+	tp, err := ps.Join(b.topicOf(ch))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -477,7 +477,9 @@ func behind(theirs protocol.Heads, ours map[peer.ID]uint64) uint64 {
 	return k
 }
 
-// handleSync answers a member's sync request.
+// handleSync answers a member's sync request: only an active member of the
+// channel, asking a node that is one, gets an answer; a member removed
+// since is refused.
 func (n *Node) handleSync(st network.Stream) {
 	defer st.Close()
 	from := st.Conn().RemotePeer()
@@ -766,9 +768,10 @@ func (n *Node) handleFetch(st network.Stream) {
 		return
 	}
 	s, err := n.record(c)
-	// A record is served only to members of its channel; to anyone else it
-	// does not exist.
-	if err != nil || s == nil || !n.gov.memberOf(s.ChannelOf(), from) {
+	// A record is served only to active members of its channel, by a node
+	// that is one: to anyone else (a member removed since) it does not
+	// exist.
+	if err != nil || s == nil || !n.gov.isJoined(s.ChannelOf()) || !n.gov.memberOf(s.ChannelOf(), from) {
 		reply([]byte("not found"), nil)
 		return
 	}
