@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -346,4 +347,73 @@ func TestRemovedMember(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestBadCopyDoesNotHideRecord: a hostile member of the mesh sends A a copy
+// of a record with a broken signature before anyone sends the genuine one.
+// The copy has the record's CID; the genuine record, sent next by another
+// member, is still accepted over gossip at once, and A forwards it to B.
+// Neither member serves sync, and A's periodic sync is an hour away, so
+// only gossip can bring it.
+func TestBadCopyDoesNotHideRecord(t *testing.T) {
+	a := startNodeWith(t, "A", slog.LevelDebug, func(c *Config) { c.SyncInterval.Duration = time.Hour })
+	b := startNodeWith(t, "B", slog.LevelDebug, func(c *Config) { c.SyncInterval.Duration = time.Hour })
+	ch := link(t, a, b, "ab")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	author, authorID := newKey(t)
+	addMember(t, a, ch, authorID)
+	type peerOf struct {
+		h  host.Host
+		tp *pubsub.Topic
+	}
+	join := func(name string) peerOf {
+		k, id := newKey(t)
+		addMember(t, a, ch, id)
+		h := bareHost(t, k)
+		tp, err := barePubSub(t, h, true, &spy{}).Join(Topic(ch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tp.Subscribe(); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Connect(ctx, addrInfo(a)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, name+" and A in each other's mesh", 15*time.Second, func() bool {
+			return inMesh(a, Topic(ch), id) && slices.Contains(tp.ListPeers(), a.ID())
+		})
+		return peerOf{h, tp}
+	}
+	hostile, honest := join("the hostile member"), join("the honest member")
+	waitFor(t, "B in A's mesh", 15*time.Second, func() bool { return inMesh(a, Topic(ch), b.ID()) })
+
+	genuine := chain(t, author, ch, 0, cid.Undef, 1, "genuine")[0]
+	bad := slices.Clone(genuine.Envelope)
+	bad[len(bad)-1] ^= 0xff // the signature ends the envelope
+	if c, err := protocol.EnvelopeCID(bad); err != nil || c != genuine.CID {
+		t.Fatalf("the bad copy should carry the record's CID: %v %v", c, err)
+	}
+	if _, err := protocol.Open(bad); !errors.Is(err, protocol.ErrBadSignature) {
+		t.Fatalf("the bad copy should fail on its signature: %v", err)
+	}
+
+	badSig := func() float64 { return metricValues(t, a, "sangsaeng_records_rejected_total")["bad_signature"] }
+	before := badSig()
+	if err := hostile.tp.Publish(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "A to reject the bad copy", 10*time.Second, func() bool { return badSig() > before })
+	if has(a, genuine.CID) {
+		t.Fatal("A stored the bad copy")
+	}
+	if err := honest.tp.Publish(ctx, genuine.Envelope); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "A to accept the genuine record over gossip", 10*time.Second, func() bool { return has(a, genuine.CID) })
+	waitFor(t, "A to forward it to B", 10*time.Second, func() bool { return has(b, genuine.CID) })
+	if got := metric(t, a, "sangsaeng_sync_runs_total"); got > 0 {
+		t.Logf("A ran %v syncs meanwhile (with B, which lacked the record)", got)
+	}
 }
