@@ -417,3 +417,90 @@ func TestBadCopyDoesNotHideRecord(t *testing.T) {
 		t.Logf("A ran %v syncs meanwhile (with B, which lacked the record)", got)
 	}
 }
+
+// TestRemovedKeyHolderGetsNothing: C's own key, in a bare libp2p host with
+// gossipsub that stays subscribed to X's topic through C's removal (and
+// joins the new epoch's topic too), gets none of the records A and B
+// publish in X afterwards, by gossip, sync or fetch, while it still gets Y.
+func TestRemovedKeyHolderGetsNothing(t *testing.T) {
+	a, b, c := startNode(t, "A"), startNode(t, "B"), startNode(t, "C")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	x := link(t, a, b, "X")
+	code, err := a.Invite(ctx, x, c.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Join(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	y := link(t, a, c, "Y")
+	waitFor(t, "B to know C", 10*time.Second, func() bool { return b.gov.memberOf(x, c.ID()) })
+	// C's node stops; its key goes on in a bare host.
+	key, id := c.key, c.ID()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "A and B to see C's node go", 10*time.Second, func() bool { return !a.connected(id) && !b.connected(id) })
+	h := bareHost(t, key)
+	sp := newCIDSpy(x, Topic(y))
+	ps := barePubSub(t, h, true, sp)
+	joinCounting(t, ps, id, Topic(x))
+	_, yGot := joinCounting(t, ps, id, Topic(y))
+	for _, n := range []*Node{a, b} {
+		if err := h.Connect(ctx, addrInfo(n)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "C's key in "+n.cfg.Name+"'s mesh of X", 15*time.Second, func() bool { return inMesh(n, Topic(x), id) })
+	}
+	waitFor(t, "C's key in A's mesh of Y", 15*time.Second, func() bool { return inMesh(a, Topic(y), id) })
+	before := publishNotes(t, a, x, 1, "before")
+	waitFor(t, "the record from before at C's key", 10*time.Second, func() bool { return len(sp.which([]cid.Cid{before.CID})) == 1 })
+
+	if err := a.RemoveMember(ctx, x, id); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "B to learn of the removal", 15*time.Second, func() bool { return !b.gov.memberOf(x, id) })
+	joinCounting(t, ps, id, a.topicOf(x))
+	var after []cid.Cid
+	for i := range removalN {
+		for _, n := range []*Node{a, b} {
+			s, err := n.Publish(ctx, x, "note", map[string]any{"text": fmt.Sprintf("from %s after %d", n.cfg.Name, i)}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			after = append(after, s.CID)
+		}
+	}
+	for _, cs := range after {
+		waitFor(t, "A and B to hold every record published after the removal", 20*time.Second, func() bool { return has(a, cs) && has(b, cs) })
+	}
+	y0 := yGot.Load()
+	publishNotes(t, a, y, 1, "Y after the removal")
+	waitFor(t, "Y's record at C's key", 10*time.Second, func() bool { return yGot.Load() > y0 })
+	waitFor(t, "B to disconnect C's key", 10*time.Second, func() bool { return !b.connected(id) })
+	if !a.connected(id) {
+		t.Fatal("A dropped C's key, with which it still shares Y")
+	}
+	stays(t, "C's key receiving nothing of X by gossip", 3*time.Second, func() bool { return len(sp.which(after)) == 0 })
+
+	// Sync and fetch, at A and at B (which lets C's key connect again, as
+	// an operator-configured peer, so that only those checks stand).
+	b.gater.extra.Store(id, true)
+	if err := h.Connect(ctx, addrInfo(b)); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*Node{a, b} {
+		why, got, err := rawSync(ctx, h, n.ID(), x)
+		if err != nil || why == "" {
+			t.Fatalf("%s answered the sync of X of C's key: %d records, %v", n.cfg.Name, len(got), err)
+		}
+		for _, cs := range append([]cid.Cid{before.CID}, after...) {
+			why, env, err := rawFetch(ctx, h, n.ID(), cs)
+			if err != nil || why == "" || len(env) > 0 {
+				t.Fatalf("%s served C's key record %s of X (%q, %v)", n.cfg.Name, cs, why, err)
+			}
+		}
+	}
+	t.Logf("C's key after its removal: %d of %d records of X by gossip; sync and fetch refused by A and B", len(sp.which(after)), len(after))
+}
