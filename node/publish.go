@@ -391,7 +391,12 @@ func (n *Node) AddMember(ctx context.Context, ch cid.Cid, p peer.ID) error {
 
 // RemoveMember removes p from ch, which the node must administer. The
 // records p published up to the highest seq this node holds stay valid;
-// later ones are refused by every member.
+// later ones are refused by every member. Once a member knows of the
+// removal, p gets nothing published in ch after it: the member moves to the
+// topic of the channel's new membership epoch (see subscribe), and its sync
+// and fetch answer only active members. p keeps what it holds, and stays
+// connected while it shares another channel with the node (or the operator
+// added it as a partner); else it is disconnected.
 func (n *Node) RemoveMember(ctx context.Context, ch cid.Cid, p peer.ID) error {
 	if !n.gov.memberOf(ch, p) {
 		return fmt.Errorf("remove %s from %s: %w", p, ch, ErrNotMember)

@@ -239,9 +239,6 @@ func (n *Node) subscribe(ch cid.Cid) error {
 	return nil
 }
 
-// unsubscribe leaves a channel's topic (after the node was removed).
-func (n *Node) unsubscribe(ch cid.Cid) { _ = n.subscribe(ch) }
-
 // retiredTopicTTL is how long the node keeps the topic of a past epoch to
 // send membership records in it.
 const retiredTopicTTL = 2 * time.Minute
