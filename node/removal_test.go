@@ -269,6 +269,23 @@ func TestRemovedMember(t *testing.T) {
 		}
 		// B shares nothing with them any more.
 		waitFor(t, "B to disconnect C and R", 10*time.Second, func() bool { return !b.connected(c.ID()) && !b.connected(rID) })
+		// B learned their addresses when they connected; that does not
+		// let them back in.
+		for _, p := range []peer.ID{c.ID(), rID} {
+			if !b.partners.has(p) {
+				t.Fatalf("B did not keep the addresses of %s", p)
+			}
+			if b.gater.allowed(p) {
+				t.Fatalf("B's gater admits %s, which shares nothing with B any more", p)
+			}
+		}
+		refused := metric(t, b, "sangsaeng_connections_refused_total")
+		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = c.host.Connect(dctx, addrInfo(b))
+		dcancel()
+		waitFor(t, "B to refuse C's dial", 5*time.Second, func() bool {
+			return metric(t, b, "sangsaeng_connections_refused_total") > refused && !b.connected(c.ID())
+		})
 		// A record C signs now is refused.
 		s := sealAs(t, c, f.x, "note", map[string]any{"text": "C after"})
 		if _, err := a.ingest(f.x, s.Envelope, c.ID()); !errors.Is(err, ErrRemoved) {
