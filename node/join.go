@@ -147,7 +147,7 @@ func (n *Node) ingestAll(ch cid.Cid, envs [][]byte, from peer.ID) error {
 			_, err := n.ingest(ch, env, from)
 			switch {
 			case err == nil, errors.Is(err, errIgnore):
-			case errors.Is(err, ErrNotMember), errors.Is(err, ErrNotAdmin), errors.Is(err, ErrUnknownChannel):
+			case errors.Is(err, ErrNotMember), errors.Is(err, ErrNotAdmin), errors.Is(err, ErrUnknownChannel), errors.Is(err, ErrPendingChange):
 				next, lastErr = append(next, env), err
 			default:
 				return err
