@@ -372,7 +372,7 @@ func (n *Node) AddMember(ctx context.Context, ch cid.Cid, p peer.ID) error {
 		return nil
 	}
 	if last, gone := n.gov.removedAt(ch, p); gone {
-		return fmt.Errorf("add %s to %s: %s was removed from channel %s at seq %d; %w; found a new channel to share with them again",
+		return fmt.Errorf("add %s to %s: %s was removed from channel %s at seq %d (its last valid record); %w; found a new channel to share with them again",
 			p, ch, p, ch, last, ErrRemovedFinal)
 	}
 	_, err := n.Publish(ctx, ch, protocol.KindChannelMembers, map[string]any{"add": []any{p.String()}}, nil)

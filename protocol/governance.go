@@ -40,8 +40,9 @@ type View struct {
 	// no effect until their predecessors arrive.
 	Pending []*Signed
 	// Heads are the CIDs a new change should link "after": the records of
-	// Order that no other record of Order follows, at most MaxAfterLinks of
-	// them, the latest in Order kept.
+	// Order that no other record of Order links "after" (the genesis when
+	// Order holds nothing else), at most MaxAfterLinks of them, the latest
+	// in Order kept. Through them a new change follows every record placed.
 	Heads []cid.Cid
 }
 
@@ -233,7 +234,7 @@ func Membership(genesis *Signed, changes []*Signed) View {
 		if f.applied[nd] {
 			v.Applied[nd.s.CID] = true
 		}
-		for _, p := range nd.preds {
+		for _, p := range nd.links {
 			followed[p] = true
 		}
 	}

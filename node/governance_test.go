@@ -1,0 +1,235 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/sangsaeng/sangsaeng/protocol"
+	"github.com/sangsaeng/sangsaeng/protocol/govgen"
+)
+
+func newTestGovernance(self peer.ID) *governance {
+	return &governance{self: self, chans: map[cid.Cid]*channelState{}, profiles: map[peer.ID]profile{}}
+}
+
+// TestGovernanceOneView: the same governance set, applied one record at a
+// time in many random orders, with duplicates, and with the genesis anywhere
+// among the changes, gives the node one view, and the view of the pure
+// function: admins, members, removals, what memberOf says of every company,
+// and the causal order the records are sent in.
+func TestGovernanceOneView(t *testing.T) {
+	seeds, orders := 20, 30
+	if testing.Short() {
+		seeds, orders = 6, 20
+	}
+	var total govgen.Stats
+	for seed := range seeds {
+		rng := rand.New(rand.NewPCG(uint64(seed), 11))
+		set, err := govgen.Generate(rng, 7, 120)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total.Adds += set.Stats.Adds
+		total.Removes += set.Stats.Removes
+		total.AdminRemoves += set.Stats.AdminRemoves
+		total.AdminLists += set.Stats.AdminLists
+		total.ReAdds += set.Stats.ReAdds
+		total.Concurrent += set.Stats.Concurrent
+		want := protocol.Membership(set.Genesis, set.Changes)
+		ch := set.Genesis.CID
+		var wantOrder []cid.Cid
+		for _, s := range want.Order {
+			wantOrder = append(wantOrder, s.CID)
+		}
+		for o := range orders {
+			recs := append([]*protocol.Signed{set.Genesis}, set.Changes...)
+			for range rng.IntN(len(recs)) {
+				recs = append(recs, recs[rng.IntN(len(recs))])
+			}
+			rng.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
+			g := newTestGovernance(set.Peers[0])
+			for _, s := range recs {
+				g.apply(s)
+			}
+			snap, ok := g.channel(ch)
+			if !ok {
+				t.Fatalf("seed %d order %d: no channel", seed, o)
+			}
+			var order []cid.Cid
+			for _, s := range snap.governance {
+				order = append(order, s.CID)
+			}
+			switch {
+			case !slices.Equal(snap.admins, want.Admins):
+				t.Fatalf("seed %d order %d: admins %v, want %v", seed, o, snap.admins, want.Admins)
+			case !slices.Equal(snap.members, want.Members):
+				t.Fatalf("seed %d order %d: members %v, want %v", seed, o, snap.members, want.Members)
+			case fmt.Sprint(snap.removed) != fmt.Sprint(want.Removed):
+				t.Fatalf("seed %d order %d: removed %v, want %v", seed, o, snap.removed, want.Removed)
+			case !slices.Equal(order, wantOrder):
+				t.Fatalf("seed %d order %d: governance sent in another order", seed, o)
+			}
+			for _, p := range set.Peers {
+				if g.memberOf(ch, p) != want.IsMember(p) {
+					t.Fatalf("seed %d order %d: memberOf(%s) = %v", seed, o, p, !want.IsMember(p))
+				}
+				if _, gone := want.Removed[p]; gone && g.memberOf(ch, p) {
+					t.Fatalf("seed %d order %d: removed %s is a member", seed, o, p)
+				}
+			}
+		}
+		// Sent in that order, each change checks out on arrival at a node
+		// that holds only what came before it, as on a joining node.
+		g := newTestGovernance(set.Peers[0])
+		for _, s := range want.Order {
+			err := g.check(s)
+			switch {
+			case err == nil, errors.Is(err, ErrNotAdmin), errors.Is(err, ErrRemoved):
+				// A change that never counted may be refused; it changes
+				// nothing.
+				if err != nil && want.Applied[s.CID] {
+					t.Fatalf("seed %d: a change that counts is refused in causal order: %v", seed, err)
+				}
+			default:
+				t.Fatalf("seed %d: change %s refused in causal order: %v", seed, s.CID, err)
+			}
+			g.apply(s)
+		}
+	}
+	t.Logf("over %d sets: %+v", seeds, total)
+	if total.AdminRemoves == 0 || total.AdminLists == 0 || total.ReAdds == 0 || total.Concurrent == 0 {
+		t.Fatalf("the sets do not cover every rule: %+v", total)
+	}
+}
+
+// TestGovernanceCheck: the rules a node applies to a record on arrival.
+func TestGovernanceCheck(t *testing.T) {
+	keys := []int{0, 1, 2, 3}
+	var ids []peer.ID
+	for _, i := range keys {
+		id, err := peer.IDFromPrivateKey(govgen.Key(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	seqs := map[int]uint64{}
+	prevs := map[int]cid.Cid{}
+	seal := func(i int, r *protocol.Record) *protocol.Signed {
+		seqs[i]++
+		r.Author, r.Seq, r.Prev, r.Time = ids[i], seqs[i], prevs[i], 1
+		s, err := protocol.Seal(r, govgen.Key(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		prevs[i] = s.CID
+		return s
+	}
+	gen := seal(0, &protocol.Record{Kind: protocol.KindChannelGenesis, Body: map[string]any{
+		"name": "c", "admins": []any{ids[0].String()}, "members": []any{ids[0].String(), ids[1].String()},
+	}})
+	ch := gen.CID
+	change := func(i int, body map[string]any, after ...cid.Cid) *protocol.Signed {
+		var links []protocol.Link
+		for _, a := range after {
+			links = append(links, protocol.Link{Rel: protocol.RelAfter, CID: a})
+		}
+		return seal(i, &protocol.Record{Channel: ch, Kind: protocol.KindChannelMembers, Links: links, Body: body})
+	}
+	note := func(i int) *protocol.Signed {
+		return seal(i, &protocol.Record{Channel: ch, Kind: "note", Body: map[string]any{"text": "hi"}})
+	}
+	g := newTestGovernance(ids[0])
+	if err := g.check(note(1)); !errors.Is(err, ErrUnknownChannel) {
+		t.Fatalf("before the genesis: %v", err)
+	}
+	g.apply(gen)
+	promote := change(0, map[string]any{"admins": []any{ids[0].String(), ids[1].String()}}, ch)
+	byNew := change(1, map[string]any{"add": []any{ids[2].String()}}, promote.CID)
+	// byNew follows promote, which the node lacks: pending, not refused.
+	if err := g.check(byNew); !errors.Is(err, ErrPendingChange) {
+		t.Fatalf("a change ahead of the node: %v, want ErrPendingChange", err)
+	}
+	// The same change, linked after the genesis only, is by a non-admin.
+	if err := g.check(change(1, map[string]any{"add": []any{ids[2].String()}}, ch)); !errors.Is(err, ErrNotAdmin) {
+		t.Fatalf("a change by a member: %v, want ErrNotAdmin", err)
+	}
+	for _, s := range []*protocol.Signed{promote, byNew} {
+		if err := g.check(s); err != nil {
+			t.Fatal(err)
+		}
+		g.apply(s)
+	}
+	if !g.memberOf(ch, ids[2]) {
+		t.Fatal("the change by the new admin did not count")
+	}
+	if err := g.check(note(3)); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("a record by a stranger: %v", err)
+	}
+	// 0 removes 1 with 1's last record so far as its last valid seq: that
+	// record stays valid, the next is refused, and so is a change of 1's,
+	// which no longer counts.
+	n3 := note(1)
+	last := n3.Record.Seq
+	rm := change(0, map[string]any{"remove": []any{map[string]any{"member": ids[1].String(), "lastSeq": int64(last)}}}, byNew.CID)
+	g.apply(rm)
+	if err := g.check(n3); err != nil {
+		t.Fatalf("a removed member's record before its removal: %v", err)
+	}
+	if err := g.check(note(1)); !errors.Is(err, ErrRemoved) {
+		t.Fatalf("a removed member's record after its removal: %v", err)
+	}
+	if err := g.check(change(1, map[string]any{"add": []any{ids[3].String()}}, rm.CID)); !errors.Is(err, ErrRemoved) {
+		t.Fatalf("a removed admin's change: %v", err)
+	}
+	if g.memberOf(ch, ids[1]) {
+		t.Fatal("a removed member is a member")
+	}
+	snap, _ := g.channel(ch)
+	if snap.removed[ids[1]] != last {
+		t.Fatalf("removed %v", snap.removed)
+	}
+	// The links the node puts on its next change: after its heads.
+	links := g.afterLinks(ch, nil)
+	if len(links) != 1 || links[0] != (protocol.Link{Rel: protocol.RelAfter, CID: rm.CID}) {
+		t.Fatalf("after links %v, want the removal", links)
+	}
+}
+
+// TestRemovalIsFinal: an admin cannot add back a member it removed, and is
+// told why; the member stays out.
+func TestRemovalIsFinal(t *testing.T) {
+	a, b := startNode(t, "A"), startNode(t, "B")
+	ch := link(t, a, b, "final")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.RemoveMember(ctx, ch, b.ID()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.Invite(ctx, ch, b.ID())
+	if !errors.Is(err, ErrRemovedFinal) || !strings.Contains(err.Error(), "found a new channel") {
+		t.Fatalf("re-invite of a removed member: %v", err)
+	}
+	t.Log(err)
+	if err := a.AddMember(ctx, ch, b.ID()); !errors.Is(err, ErrRemovedFinal) {
+		t.Fatalf("re-add of a removed member: %v", err)
+	}
+	if a.gov.memberOf(ch, b.ID()) {
+		t.Fatal("the removed member is back")
+	}
+	snap, _ := a.gov.channel(ch)
+	for _, s := range snap.governance[1:] {
+		if !protocol.HasAfter(s.Record) {
+			t.Fatalf("change %s has no after link", s.CID)
+		}
+	}
+}
