@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/sangsaeng/sangsaeng/protocol"
@@ -231,5 +233,82 @@ func TestRemovalIsFinal(t *testing.T) {
 		if !protocol.HasAfter(s.Record) {
 			t.Fatalf("change %s has no after link", s.CID)
 		}
+	}
+}
+
+// TestReorderNotPenalised: a member forwards, over gossip, a membership
+// change before the change it follows, and a record of a new member before
+// the change that added it. The node ignores both without holding them
+// against the forwarder, accepts all three once they come in causal order,
+// and penalises the forwarder only for a record of a stranger forwarded
+// after a sync with it should have taught the node of every member.
+func TestReorderNotPenalised(t *testing.T) {
+	n := startNode(t, "N")
+	var ids []peer.ID
+	for i := range 4 {
+		id, err := peer.IDFromPrivateKey(govgen.Key(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	seal := func(i int, r *protocol.Record) *protocol.Signed {
+		r.Author, r.Time = ids[i], time.Now().UnixMilli()
+		s, err := protocol.Seal(r, govgen.Key(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	gen := seal(0, &protocol.Record{Seq: 1, Kind: protocol.KindChannelGenesis, Body: map[string]any{
+		"name": "reorder", "admins": []any{ids[0].String()}, "members": []any{ids[0].String(), n.ID().String()},
+	}})
+	ch := gen.CID
+	if _, err := n.ingest(ch, gen.Envelope, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	after := func(c cid.Cid) []protocol.Link { return []protocol.Link{{Rel: protocol.RelAfter, CID: c}} }
+	promote := seal(0, &protocol.Record{Channel: ch, Seq: 2, Prev: gen.CID, Kind: protocol.KindChannelMembers, Links: after(ch),
+		Body: map[string]any{"admins": []any{ids[0].String(), ids[1].String()}}})
+	add := seal(1, &protocol.Record{Channel: ch, Seq: 1, Kind: protocol.KindChannelMembers, Links: after(promote.CID),
+		Body: map[string]any{"add": []any{ids[2].String()}}})
+	note := func(i int, seq uint64, prev cid.Cid) *protocol.Signed {
+		return seal(i, &protocol.Record{Channel: ch, Seq: seq, Prev: prev, Kind: "note", Body: map[string]any{"text": "hello"}})
+	}
+	byNew := note(2, 1, cid.Undef)
+	topic := Topic(ch)
+	validate := n.validator(ch)
+	forwarder := ids[0]
+	deliver := func(s *protocol.Signed, want pubsub.ValidationResult) {
+		t.Helper()
+		m := &pubsub.Message{Message: &pb.Message{Data: s.Envelope, Topic: &topic}, ReceivedFrom: forwarder}
+		if got := validate(context.Background(), forwarder, m); got != want {
+			t.Fatalf("record %s (%s): validation %v, want %v", s.CID, s.Record.Kind, got, want)
+		}
+	}
+	deliver(add, pubsub.ValidationIgnore)
+	deliver(byNew, pubsub.ValidationIgnore)
+	if p := n.penalty.get(forwarder); p != 0 {
+		t.Fatalf("honest reordering cost the forwarder %v", p)
+	}
+	for _, s := range []*protocol.Signed{promote, add, byNew} {
+		deliver(s, pubsub.ValidationAccept)
+	}
+	if !n.gov.memberOf(ch, ids[2]) || n.penalty.get(forwarder) != 0 {
+		t.Fatalf("member %v, penalty %v", n.gov.memberOf(ch, ids[2]), n.penalty.get(forwarder))
+	}
+	// A stranger's record: nothing before a sync with the forwarder has run
+	// since the first doubt, one point after.
+	stranger := note(3, 1, cid.Undef)
+	deliver(stranger, pubsub.ValidationIgnore)
+	if p := n.penalty.get(forwarder); p != 0 {
+		t.Fatalf("penalty %v before a sync could explain the stranger's record", p)
+	}
+	n.sync.mu.Lock()
+	n.sync.status[syncJob{forwarder, ch}] = &syncStatus{last: time.Now().Add(time.Second)}
+	n.sync.mu.Unlock()
+	deliver(note(3, 2, stranger.CID), pubsub.ValidationIgnore)
+	if p := n.penalty.get(forwarder); p < 0.9 {
+		t.Fatalf("penalty %v for a stranger's record after a sync, want about 1", p)
 	}
 }
