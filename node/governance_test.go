@@ -312,3 +312,91 @@ func TestReorderNotPenalised(t *testing.T) {
 		t.Fatalf("penalty %v for a stranger's record after a sync, want about 1", p)
 	}
 }
+
+// TestGovernanceAcrossNodes: two admins on two nodes edit a channel's
+// membership concurrently (an admins list and adds while apart); a third
+// node joins through one of them and a fourth, which joined through the
+// other while they were apart, syncs; all four end with one
+// view, and nobody penalised anybody.
+func TestGovernanceAcrossNodes(t *testing.T) {
+	a, b, c, d := startNode(t, "A"), startNode(t, "B"), startNode(t, "C"), startNode(t, "D")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ch := link(t, a, b, "two-admins")
+	if _, err := a.Publish(ctx, ch, protocol.KindChannelMembers, map[string]any{"admins": []any{a.ID().String(), b.ID().String()}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "B to be an admin at B", 10*time.Second, func() bool {
+		snap, _ := b.gov.channel(ch)
+		return slices.Contains(snap.admins, b.ID())
+	})
+	// Apart: A and B cannot reach each other while each edits.
+	for _, p := range [][2]*Node{{a, b}, {b, a}} {
+		p[0].gater.deny.Store(p[1].ID(), true)
+		_ = p[0].host.Network().ClosePeer(p[1].ID())
+	}
+	codeD, err := a.Invite(ctx, ch, d.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Join(ctx, codeD); err != nil { // D learns the rest by sync
+		t.Fatal(err)
+	}
+	// B's list keeps A an admin: a concurrent list that dropped A would
+	// undo A's add or not, by the CIDs (the later in the linearisation
+	// wins), and D's membership with it.
+	if _, err := b.Publish(ctx, ch, protocol.KindChannelMembers, map[string]any{"admins": []any{a.ID().String(), b.ID().String(), c.ID().String()}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	code, err := b.Invite(ctx, ch, c.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range [][2]*Node{{a, b}, {b, a}} {
+		p[0].gater.deny.Delete(p[1].ID())
+	}
+	if err := a.host.Connect(ctx, addrInfo(b)); err != nil {
+		t.Fatal(err)
+	}
+	views := func(n *Node) string {
+		snap, ok := n.gov.channel(ch)
+		if !ok {
+			return "none"
+		}
+		var order []cid.Cid
+		for _, s := range snap.governance {
+			order = append(order, s.CID)
+		}
+		return fmt.Sprint(snap.admins, snap.members, snap.removed, order)
+	}
+	waitFor(t, "A and B to agree", 20*time.Second, func() bool { return views(a) == views(b) && len(mustSnap(a, ch).governance) == 5 })
+	if _, err := c.Join(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	d.sync.schedule(a.ID(), ch)
+	deadline := time.Now().Add(20 * time.Second)
+	for views(c) != views(a) || views(d) != views(a) {
+		if time.Now().After(deadline) {
+			t.Fatalf("views differ:\nA %s\nC %s\nD %s", views(a), views(c), views(d))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	snap := mustSnap(a, ch)
+	t.Logf("admins %v members %v", snap.admins, snap.members)
+	for _, p := range []peer.ID{a.ID(), b.ID(), c.ID(), d.ID()} {
+		if !slices.Contains(snap.members, p) {
+			t.Fatalf("%s is not a member", p)
+		}
+	}
+	if len(snap.admins) != 3 {
+		t.Fatalf("admins %v, want A, B and C", snap.admins)
+	}
+	if p := a.penalty.get(b.ID()) + b.penalty.get(a.ID()) + c.penalty.get(b.ID()) + d.penalty.get(a.ID()); p != 0 {
+		t.Fatalf("honest nodes penalised one another: %v", p)
+	}
+}
+
+func mustSnap(n *Node, ch cid.Cid) snapshot {
+	s, _ := n.gov.channel(ch)
+	return s
+}
