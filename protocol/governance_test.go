@@ -378,3 +378,15 @@ func FuzzMembership(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkMembership folds a generated set of several hundred changes.
+func BenchmarkMembership(b *testing.B) {
+	set, err := govgen.Generate(rand.New(rand.NewPCG(5, 5)), 8, 1500)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		protocol.Membership(set.Genesis, set.Changes)
+	}
+	b.ReportMetric(float64(len(set.Changes)), "changes")
+}
