@@ -22,20 +22,29 @@ var (
 	ErrNotMember = errors.New("author is not a member of the channel")
 	// ErrRemoved: the author was removed from the channel before this seq.
 	ErrRemoved = errors.New("author was removed from the channel")
+	// ErrRemovedFinal: an attempt to add back a member removed from the
+	// channel. Removal is final in a channel.
+	ErrRemovedFinal = errors.New("removal is final")
 	// ErrNotAdmin: a membership change not signed by an admin.
 	ErrNotAdmin = errors.New("only a channel admin may change membership")
 )
 
+// ErrPendingChange: a membership change that follows ("after" links)
+// governance records the node does not hold yet, so that its author's right
+// to make it cannot be decided. It is neither stored nor held against the
+// sender; a sync with the sender brings the records it follows.
+var ErrPendingChange = errors.New("membership change follows governance records this node lacks")
+
 // governance is the node's view of its channels' membership, derived from
-// the genesis and channel-members records it holds. The derivation does not
-// depend on the order the records arrived in, so every node holding the same
-// records has the same view: admins and members only grow through changes
-// signed by admins, and a removal, which names the last valid seq, always wins.
+// the genesis and channel-members records it holds by protocol.Membership:
+// a function of the set of records, so every node holding the same records
+// has the same view, whatever order they arrived in.
 type governance struct {
 	self     peer.ID
 	mu       sync.RWMutex
 	chans    map[cid.Cid]*channelState
 	profiles map[peer.ID]profile
+	loading  bool // loadGovernance folds each channel once, at the end
 }
 
 type profile struct {
@@ -50,13 +59,14 @@ type channelState struct {
 	description string
 	genesis     *protocol.Signed
 	changes     map[cid.Cid]*protocol.Signed
+	view        protocol.View
 	admins      map[peer.ID]bool
-	members     map[peer.ID]bool // includes admins and removed members
+	members     map[peer.ID]bool // active members, admins included
 	removed     map[peer.ID]uint64
 }
 
 func loadGovernance(s *store.Store, self peer.ID) (*governance, error) {
-	g := &governance{self: self, chans: map[cid.Cid]*channelState{}, profiles: map[peer.ID]profile{}}
+	g := &governance{self: self, chans: map[cid.Cid]*channelState{}, profiles: map[peer.ID]profile{}, loading: true}
 	for _, kind := range []string{protocol.KindChannelGenesis, protocol.KindChannelMembers, protocol.KindProfile} {
 		cursor := ""
 		for {
@@ -73,10 +83,18 @@ func loadGovernance(s *store.Store, self peer.ID) (*governance, error) {
 			cursor = next
 		}
 	}
+	g.loading = false
+	for _, st := range g.chans {
+		st.recompute()
+	}
 	return g, nil
 }
 
 // check decides whether the author of s may publish it in its channel.
+// A membership change counts in the causal past its "after" links name: its
+// author must be an admin there, so that every node decides alike whatever
+// else it holds (a change without such links, written before changes were
+// ordered, is checked against the node's current view).
 func (g *governance) check(s *protocol.Signed) error {
 	r := s.Record
 	if r.Kind == protocol.KindChannelGenesis {
@@ -89,23 +107,61 @@ func (g *governance) check(s *protocol.Signed) error {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	st := g.chans[r.Channel]
-	if st == nil {
+	if st == nil || st.genesis == nil {
 		return fmt.Errorf("%w %s", ErrUnknownChannel, r.Channel)
+	}
+	if r.Kind == protocol.KindChannelMembers {
+		return st.checkChange(s)
+	}
+	if last, ok := st.removed[r.Author]; ok {
+		if r.Seq > last {
+			return fmt.Errorf("%w: %s after seq %d", ErrRemoved, r.Author, last)
+		}
+		return nil
 	}
 	if !st.members[r.Author] {
 		return fmt.Errorf("%w: %s in %s", ErrNotMember, r.Author, st.name)
 	}
-	if last, ok := st.removed[r.Author]; ok && r.Seq > last {
-		return fmt.Errorf("%w: %s after seq %d", ErrRemoved, r.Author, last)
-	}
-	if r.Kind == protocol.KindChannelMembers && !st.admins[r.Author] {
-		return fmt.Errorf("%w: %s is not an admin of %s", ErrNotAdmin, r.Author, st.name)
-	}
 	return nil
 }
 
+// checkChange decides whether membership change s counts.
+func (st *channelState) checkChange(s *protocol.Signed) error {
+	r := s.Record
+	if !protocol.HasAfter(r) {
+		if last, ok := st.removed[r.Author]; ok && r.Seq > last {
+			return fmt.Errorf("%w: %s after seq %d", ErrRemoved, r.Author, last)
+		}
+		if !st.admins[r.Author] {
+			return fmt.Errorf("%w: %s is not an admin of %s", ErrNotAdmin, r.Author, st.name)
+		}
+		return nil
+	}
+	c := s.CID
+	if !c.Defined() { // a record being signed
+		b, err := r.Encode()
+		if err != nil {
+			return err
+		}
+		c = protocol.Sum(b)
+		s = &protocol.Signed{Record: r, Bytes: b, CID: c}
+	}
+	past, missing := protocol.CausalPast(s, func(c cid.Cid) *protocol.Signed { return st.changes[c] })
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %s follows %d record(s) of %s not held here, such as %s", ErrPendingChange, c, len(missing), st.name, missing[0])
+	}
+	v := protocol.Membership(st.genesis, append(past, s))
+	if v.Applied[c] {
+		return nil
+	}
+	if last, ok := v.Removed[r.Author]; ok && r.Seq > last {
+		return fmt.Errorf("%w: %s after seq %d", ErrRemoved, r.Author, last)
+	}
+	return fmt.Errorf("%w: %s is not an admin of %s in the records this change follows", ErrNotAdmin, r.Author, st.name)
+}
+
 // apply folds a stored governance record into the view. Other kinds are
-// ignored. It reports whether the channel's membership changed.
+// ignored. It reports whether the record was new to the view.
 func (g *governance) apply(s *protocol.Signed) bool {
 	r := s.Record
 	g.mu.Lock()
@@ -123,7 +179,9 @@ func (g *governance) apply(s *protocol.Signed) bool {
 		st.genesis = s
 		st.name, _ = r.Body["name"].(string)
 		st.description, _ = r.Body["description"].(string)
-		st.recompute()
+		if !g.loading {
+			st.recompute()
+		}
 		return true
 	case protocol.KindChannelMembers:
 		st := g.chans[r.Channel]
@@ -135,7 +193,9 @@ func (g *governance) apply(s *protocol.Signed) bool {
 			return false
 		}
 		st.changes[s.CID] = s
-		st.recompute()
+		if !g.loading {
+			st.recompute()
+		}
 		return true
 	case protocol.KindProfile:
 		p := g.profiles[r.Author]
@@ -149,53 +209,21 @@ func (g *governance) apply(s *protocol.Signed) bool {
 }
 
 // recompute derives admins, members and removals from the genesis and the
-// changes, to a fixpoint.
+// changes.
 func (st *channelState) recompute() {
-	st.admins, st.members, st.removed = map[peer.ID]bool{}, map[peer.ID]bool{}, map[peer.ID]uint64{}
-	if st.genesis == nil {
-		return
+	changes := make([]*protocol.Signed, 0, len(st.changes))
+	for _, c := range st.changes {
+		changes = append(changes, c)
 	}
-	for _, p := range peersOf(st.genesis.Record.Body["admins"]) {
-		st.admins[p], st.members[p] = true, true
+	st.view = protocol.Membership(st.genesis, changes)
+	st.admins, st.members = map[peer.ID]bool{}, map[peer.ID]bool{}
+	for _, p := range st.view.Admins {
+		st.admins[p] = true
 	}
-	for _, p := range peersOf(st.genesis.Record.Body["members"]) {
+	for _, p := range st.view.Members {
 		st.members[p] = true
 	}
-	valid := func(c *protocol.Signed) bool {
-		a := c.Record.Author
-		last, removed := st.removed[a]
-		return st.admins[a] && (!removed || c.Record.Seq <= last)
-	}
-	for changed := true; changed; {
-		changed = false
-		for _, c := range st.changes {
-			if !valid(c) {
-				continue
-			}
-			for _, p := range peersOf(c.Record.Body["add"]) {
-				if !st.members[p] {
-					st.members[p], changed = true, true
-				}
-			}
-			for _, p := range peersOf(c.Record.Body["admins"]) {
-				if !st.admins[p] {
-					st.admins[p], st.members[p], changed = true, true, true
-				}
-			}
-			rm, _ := c.Record.Body["remove"].([]any)
-			for _, e := range rm {
-				m, _ := e.(map[string]any)
-				ids := peersOf([]any{m["member"]})
-				last, ok := m["lastSeq"].(int64)
-				if len(ids) != 1 || !ok || last < 0 {
-					continue
-				}
-				if cur, seen := st.removed[ids[0]]; !seen || uint64(last) < cur {
-					st.removed[ids[0]], changed = uint64(last), true
-				}
-			}
-		}
-	}
+	st.removed = st.view.Removed
 }
 
 // peersOf reads a list of peer ID strings, skipping anything else.
@@ -211,10 +239,39 @@ func peersOf(v any) []peer.ID {
 	return out
 }
 
+// afterLinks returns links with an "after" link to each of ch's governance
+// heads added, for a membership change the node is about to sign.
+func (g *governance) afterLinks(ch cid.Cid, links []protocol.Link) []protocol.Link {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	st := g.chans[ch]
+	if st == nil || st.genesis == nil {
+		return links
+	}
+	out := slices.Clone(links)
+	for _, h := range st.view.Heads {
+		if !slices.Contains(out, protocol.Link{Rel: protocol.RelAfter, CID: h}) {
+			out = append(out, protocol.Link{Rel: protocol.RelAfter, CID: h})
+		}
+	}
+	return out
+}
+
+// removedAt reports whether p was removed from ch, and its last valid seq.
+func (g *governance) removedAt(ch cid.Cid, p peer.ID) (uint64, bool) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	st := g.chans[ch]
+	if st == nil {
+		return 0, false
+	}
+	last, ok := st.removed[p]
+	return last, ok
+}
+
 // active reports whether p is a member of st and not removed.
 func (st *channelState) active(p peer.ID) bool {
-	_, removed := st.removed[p]
-	return st.genesis != nil && st.members[p] && !removed
+	return st.genesis != nil && st.members[p]
 }
 
 // removedFrom returns the peers removed from ch.
@@ -295,8 +352,10 @@ type snapshot struct {
 	name, description string
 	admins, members   []peer.ID
 	removed           map[peer.ID]uint64
-	governance        []*protocol.Signed
-	hasGenesis        bool
+	// governance is the genesis and the changes in causal order (the
+	// linearisation of protocol.Membership), then the pending changes.
+	governance []*protocol.Signed
+	hasGenesis bool
 }
 
 // channel returns a snapshot of ch, or false when the node knows no genesis.
@@ -312,16 +371,12 @@ func (g *governance) channel(ch cid.Cid) (snapshot, bool) {
 		s.admins = append(s.admins, p)
 	}
 	for p := range st.members {
-		if _, gone := st.removed[p]; !gone {
-			s.members = append(s.members, p)
-		}
+		s.members = append(s.members, p)
 	}
 	slices.Sort(s.admins)
 	slices.Sort(s.members)
-	s.governance = append(s.governance, st.genesis)
-	for _, c := range st.changes {
-		s.governance = append(s.governance, c)
-	}
+	// In causal order, as records are sent: the pending ones last.
+	s.governance = append(slices.Clone(st.view.Order), st.view.Pending...)
 	return s, true
 }
 

@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -96,8 +98,12 @@ func (n *Node) Invite(ctx context.Context, ch cid.Cid, p peer.ID) (string, error
 }
 
 // Join joins a channel with an invite code: it connects to the inviter,
-// fetches and checks the channel's governance chain, makes sure the node is
-// a member, stores the chain, subscribes, and shares the node's profile.
+// fetches the channel's governance chain, checks it (the genesis is the
+// invite's channel, every signature verifies, the chain makes this node and
+// the inviter members), stores it, subscribes, and shares the node's
+// profile. Only then does the inviter enter the partner book: until its
+// answer checks out it is admitted for this join alone, so that a bad
+// invite or a bad answer leaves no trace there.
 func (n *Node) Join(ctx context.Context, code string) (cid.Cid, error) {
 	ch, inviter, err := decodeInvite(code)
 	if err != nil {
@@ -106,11 +112,12 @@ func (n *Node) Join(ctx context.Context, code string) (cid.Cid, error) {
 	if inviter.ID == n.self {
 		return cid.Undef, fmt.Errorf("join: this invite was made by this node")
 	}
-	if err := n.AddPartner(ctx, inviter.ID, inviter.Addrs, ""); err != nil {
-		return cid.Undef, fmt.Errorf("join: %w", err)
-	}
 	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
+	admitted := false
+	release := n.admitForJoin(inviter.ID)
+	defer func() { release(admitted) }()
+	n.host.Peerstore().AddAddrs(inviter.ID, inviter.Addrs, peerstore.TempAddrTTL)
 	if err := n.host.Connect(ctx, inviter); err != nil {
 		return cid.Undef, fmt.Errorf("join: cannot reach the inviter %s: %w", inviter.ID, err)
 	}
@@ -118,12 +125,19 @@ func (n *Node) Join(ctx context.Context, code string) (cid.Cid, error) {
 	if err != nil {
 		return cid.Undef, fmt.Errorf("join: %w", err)
 	}
+	if err := verifyJoin(ch, n.self, inviter.ID, envs); err != nil {
+		return cid.Undef, fmt.Errorf("join %s: the inviter's answer does not check out: %w; ask the inviter for a fresh `sangsaeng channel invite`", ch, err)
+	}
 	if err := n.ingestAll(ch, envs, inviter.ID); err != nil {
 		return cid.Undef, fmt.Errorf("join: %w", err)
 	}
 	if !n.gov.isJoined(ch) {
 		return cid.Undef, fmt.Errorf("join %s: %w: the inviter's governance chain does not list this node", ch, ErrNotJoined)
 	}
+	if err := n.AddPartner(ctx, inviter.ID, inviter.Addrs, ""); err != nil {
+		return cid.Undef, fmt.Errorf("join: %w", err)
+	}
+	admitted = true
 	n.sync.schedule(inviter.ID, ch) // the channel's history, and our own head
 	mctx, mcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer mcancel()
@@ -134,6 +148,92 @@ func (n *Node) Join(ctx context.Context, code string) (cid.Cid, error) {
 	n.log.Info("joined channel", "channel", ch, "inviter", inviter.ID)
 	return ch, nil
 }
+
+// errBadJoinAnswer is an inviter's answer that does not check out.
+var errBadJoinAnswer = errors.New("bad governance chain")
+
+// verifyJoin checks an inviter's answer before anything of it is kept:
+// every envelope opens (canonical, signed by its author) and holds a valid
+// body of channel ch, the genesis among them is ch's (its CID is the
+// channel ID), and the membership it and the changes decide makes self and
+// the inviter members.
+func verifyJoin(ch cid.Cid, self, inviter peer.ID, envs [][]byte) error {
+	var genesis *protocol.Signed
+	var changes []*protocol.Signed
+	for i, env := range envs {
+		s, err := protocol.Open(env)
+		if err != nil {
+			return fmt.Errorf("%w: record %d: %w", errBadJoinAnswer, i, err)
+		}
+		if got := s.ChannelOf(); got != ch {
+			return fmt.Errorf("%w: record %d is of channel %s, not of the invite's", errBadJoinAnswer, i, got)
+		}
+		if err := protocol.ValidateBody(s.Record.Kind, s.Record.Body); err != nil {
+			return fmt.Errorf("%w: record %d: %w", errBadJoinAnswer, i, err)
+		}
+		switch s.Record.Kind {
+		case protocol.KindChannelGenesis:
+			genesis = s // its CID is ch: ChannelOf is the CID of a genesis
+		case protocol.KindChannelMembers:
+			changes = append(changes, s)
+		}
+	}
+	if genesis == nil {
+		return fmt.Errorf("%w: no genesis of channel %s in it", errBadJoinAnswer, ch)
+	}
+	v := protocol.Membership(genesis, changes)
+	if !v.IsMember(self) {
+		return fmt.Errorf("%w: the chain of %s does not list this node", ErrNotJoined, ch)
+	}
+	if !v.IsMember(inviter) {
+		return fmt.Errorf("%w: the inviter %s is not a member of %s in it", errBadJoinAnswer, inviter, ch)
+	}
+	return nil
+}
+
+// joining counts the joins under way per node and inviter, admitted by the
+// gater while they run.
+var joining = struct {
+	sync.Mutex
+	m map[joinKey]int
+}{m: map[joinKey]int{}}
+
+type joinKey struct {
+	n *Node
+	p peer.ID
+}
+
+// admitForJoin lets the gater admit p while a join with it runs, without
+// putting it in the partner book. The function returned ends that; unless
+// the join admitted p for good, it disconnects p when the gater would no
+// longer admit it.
+func (n *Node) admitForJoin(p peer.ID) func(admitted bool) {
+	k := joinKey{n, p}
+	joining.Lock()
+	joining.m[k]++
+	if _, configured := n.gater.extra.Load(p); !configured {
+		n.gater.extra.Store(p, joinAdmitted{})
+	}
+	joining.Unlock()
+	return func(admitted bool) {
+		joining.Lock()
+		joining.m[k]--
+		last := joining.m[k] == 0
+		if last {
+			delete(joining.m, k)
+			if v, ok := n.gater.extra.Load(p); ok && v == (joinAdmitted{}) {
+				n.gater.extra.Delete(p)
+			}
+		}
+		joining.Unlock()
+		if last && !admitted {
+			n.closeIfStranger(p)
+		}
+	}
+}
+
+// joinAdmitted marks a gater entry made by admitForJoin.
+type joinAdmitted struct{}
 
 // ingestAll checks and stores records whose order may not be causal:
 // a membership change may come before the change that made its author an
@@ -147,7 +247,7 @@ func (n *Node) ingestAll(ch cid.Cid, envs [][]byte, from peer.ID) error {
 			_, err := n.ingest(ch, env, from)
 			switch {
 			case err == nil, errors.Is(err, errIgnore):
-			case errors.Is(err, ErrNotMember), errors.Is(err, ErrNotAdmin), errors.Is(err, ErrUnknownChannel):
+			case errors.Is(err, ErrNotMember), errors.Is(err, ErrNotAdmin), errors.Is(err, ErrUnknownChannel), errors.Is(err, ErrPendingChange):
 				next, lastErr = append(next, env), err
 			default:
 				return err

@@ -53,6 +53,7 @@ type Node struct {
 	mesh     meshes
 	sync     *syncer
 	penalty  penalties
+	doubts   doubts
 	quota    quotas
 	scoresMu sync.Mutex
 	scores   map[peer.ID]float64

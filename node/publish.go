@@ -39,6 +39,9 @@ func (n *Node) Publish(ctx context.Context, ch cid.Cid, kind string, body map[st
 	if err := protocol.ValidateBody(kind, body); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
+	if kind == protocol.KindChannelMembers {
+		links = n.gov.afterLinks(ch, links) // ordered after what this node holds
+	}
 	if err := n.sync.confirmOwnHead(ctx, ch); err != nil {
 		return nil, err
 	}
@@ -384,6 +387,10 @@ func (n *Node) SetProfile(ctx context.Context, name, brn string) error {
 func (n *Node) AddMember(ctx context.Context, ch cid.Cid, p peer.ID) error {
 	if n.gov.memberOf(ch, p) {
 		return nil
+	}
+	if last, gone := n.gov.removedAt(ch, p); gone {
+		return fmt.Errorf("add %s to %s: %s was removed from channel %s at seq %d (its last valid record); %w; found a new channel to share with them again",
+			p, ch, p, ch, last, ErrRemovedFinal)
 	}
 	_, err := n.Publish(ctx, ch, protocol.KindChannelMembers, map[string]any{"add": []any{p.String()}}, nil)
 	return err

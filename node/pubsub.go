@@ -329,11 +329,19 @@ func (n *Node) validator(ch cid.Cid) func(context.Context, peer.ID, *pubsub.Mess
 			return pubsub.ValidationAccept
 		case errors.Is(err, errIgnore):
 			return pubsub.ValidationIgnore
+		case errors.Is(err, ErrPendingChange):
+			// A membership change ahead of this node: not the sender's
+			// fault. Sync brings what it follows, in causal order.
+			n.sync.schedule(from, ch)
+			n.log.Debug("membership change pending", "channel", ch, "peer", from, "err", err)
+			return pubsub.ValidationIgnore
 		case errors.Is(err, ErrNotMember), errors.Is(err, ErrUnknownChannel):
 			// Not stored, not forwarded. An honest forwarder may be ahead
 			// of this node on membership: catch up from it, and hold it
-			// against it only if it keeps happening (appScore).
-			n.penalty.add(from, 1)
+			// against it only when a sync with it did not explain it.
+			if n.refused(from, ch) {
+				n.penalty.add(from, 1)
+			}
 			n.sync.schedule(from, ch)
 			n.log.Debug("record refused", "channel", ch, "peer", from, "err", err)
 			return pubsub.ValidationIgnore
@@ -509,6 +517,7 @@ func rejectReason(err error) string {
 		{ErrNotMember, "not_member"},
 		{ErrRemoved, "removed"},
 		{ErrNotAdmin, "not_admin"},
+		{ErrPendingChange, "pending_change"},
 		{errWrongChannel, "wrong_channel"},
 		{protocol.ErrUnknownKind, "unknown_kind"},
 		{protocol.ErrInvalidBody, "schema"},

@@ -145,7 +145,7 @@ func apiError(err error) *api.Error {
 		code, status = api.CodeInvalidRecord, http.StatusUnprocessableEntity
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, errNoChannel):
 		code, status = api.CodeNotFound, http.StatusNotFound
-	case errors.Is(err, ErrNotJoined), errors.Is(err, ErrNotMember), errors.Is(err, ErrRemoved):
+	case errors.Is(err, ErrNotJoined), errors.Is(err, ErrNotMember), errors.Is(err, ErrRemoved), errors.Is(err, ErrRemovedFinal):
 		code, status = api.CodeNotMember, http.StatusForbidden
 	case errors.Is(err, ErrNotAdmin):
 		code, status = api.CodeNotAdmin, http.StatusForbidden

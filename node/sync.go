@@ -545,8 +545,9 @@ func (n *Node) answerSync(w *bufio.Writer, st network.Stream, asker peer.ID, ch 
 		return writeFrame(w, env)
 	}
 	send := func(s *protocol.Signed) error { return sendEnv(s.Envelope) }
-	// Governance first, so that the asker knows every member before it
-	// checks their records.
+	// Governance first, in causal order (the linearisation of
+	// protocol.Membership), so that the asker knows every member before it
+	// checks their records and every change after those it follows.
 	snap, _ := n.gov.channel(ch)
 	gov := map[cid.Cid]bool{}
 	for _, s := range snap.governance {
@@ -709,6 +710,12 @@ func (n *Node) storeChecked(items []ingestItem, from peer.ID) (int, error) {
 		}
 		s := it.s
 		if err := n.gov.check(s); err != nil {
+			if errors.Is(err, ErrPendingChange) {
+				// Follows a change the answerer did not send (yet): not
+				// its fault; a later sync brings it.
+				n.metrics.rejected.WithLabelValues(rejectReason(err)).Inc()
+				continue
+			}
 			reject(err)
 			continue
 		}
