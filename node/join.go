@@ -134,9 +134,13 @@ func (n *Node) Join(ctx context.Context, code string) (cid.Cid, error) {
 	if !n.gov.isJoined(ch) {
 		return cid.Undef, fmt.Errorf("join %s: %w: the inviter's governance chain does not list this node", ch, ErrNotJoined)
 	}
-	if err := n.AddPartner(ctx, inviter.ID, inviter.Addrs, ""); err != nil {
+	// The inviter's addresses are kept, but it is admitted only while it
+	// shares a channel with this node: an invite is not a hand-added
+	// partner, and a later removal must be able to cut it off.
+	if err := n.rememberPartner(inviter.ID, inviter.Addrs, "", false); err != nil {
 		return cid.Undef, fmt.Errorf("join: %w", err)
 	}
+	n.host.Peerstore().AddAddrs(inviter.ID, inviter.Addrs, peerstore.PermanentAddrTTL)
 	admitted = true
 	n.sync.schedule(inviter.ID, ch) // the channel's history, and our own head
 	mctx, mcancel := context.WithTimeout(ctx, 5*time.Second)

@@ -28,8 +28,10 @@ const partnersNS = "partners"
 type partnerEntry struct {
 	Name  string   `json:"name,omitempty"`
 	Addrs []string `json:"addrs"`
-	// Manual marks a partner the operator (or an invite the operator
-	// used) added: the gater admits it whatever channels it shares.
+	// Manual marks a partner the operator added by hand (`sangsaeng
+	// partners add`): the gater admits it whatever channels it shares.
+	// An inviter's entry is not manual: it is admitted while it shares
+	// a channel with the node, like any member.
 	// Entries the node learned by itself (learnAddrs) only keep addresses,
 	// and an entry stored before this field existed counts as learned.
 	Manual bool `json:"manual,omitempty"`
@@ -121,6 +123,22 @@ func (n *Node) AddPartner(ctx context.Context, p peer.ID, addrs []ma.Multiaddr, 
 	if p == n.self {
 		return fmt.Errorf("partner %s is this node", p)
 	}
+	if err := n.rememberPartner(p, addrs, name, true); err != nil {
+		return err
+	}
+	n.host.Peerstore().AddAddrs(p, addrs, peerstore.PermanentAddrTTL)
+	go func() {
+		dctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+		defer cancel()
+		_ = n.host.Connect(dctx, peer.AddrInfo{ID: p, Addrs: addrs})
+	}()
+	return nil
+}
+
+// rememberPartner merges addrs (and name, when given) into p's address-book
+// entry; manual makes the entry admit p whatever channels it shares. An
+// entry never loses its manual mark here.
+func (n *Node) rememberPartner(p peer.ID, addrs []ma.Multiaddr, name string, manual bool) error {
 	n.partners.mu.RLock()
 	e := n.partners.m[p]
 	n.partners.mu.RUnlock()
@@ -132,17 +150,8 @@ func (n *Node) AddPartner(ctx context.Context, p peer.ID, addrs []ma.Multiaddr, 
 	if name != "" {
 		e.Name = name
 	}
-	e.Manual = true
-	if err := n.partners.put(p, e); err != nil {
-		return err
-	}
-	n.host.Peerstore().AddAddrs(p, addrs, peerstore.PermanentAddrTTL)
-	go func() {
-		dctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
-		defer cancel()
-		_ = n.host.Connect(dctx, peer.AddrInfo{ID: p, Addrs: addrs})
-	}()
-	return nil
+	e.Manual = e.Manual || manual
+	return n.partners.put(p, e)
 }
 
 // RemovePartner removes p from the address book and, unless it still shares
