@@ -58,6 +58,10 @@ type Config struct {
 	// many, the node takes over gossip from one author in one channel; the
 	// rest wait for sync. 0 turns the quota off.
 	AuthorQuota int `toml:"author_quota"`
+	// MetricsPublic serves /metrics without the API token. Its labels name
+	// partners and channels: leave it off unless a scraper cannot send
+	// the token (Prometheus can: authorization.credentials_file).
+	MetricsPublic bool `toml:"metrics_public,omitempty"`
 }
 
 // Duration is a time.Duration written as text ("30s") in config.toml.
