@@ -37,7 +37,13 @@ import (
 // Node is a running sangsaeng node: its libp2p host, its channels on
 // gossipsub, its store and its local API.
 type Node struct {
-	cfg   *Config
+	cfg *Config
+	// cfgMu serialises changes of cfg and of config.toml; it guards the
+	// profile (cfg.Name, cfg.BRN), the one part of cfg that changes.
+	cfgMu sync.RWMutex
+	// profileMu serialises SetProfile, so that the profile last saved is
+	// the one last shared.
+	profileMu sync.Mutex
 	log   *slog.Logger
 	key   crypto.PrivKey
 	self  peer.ID

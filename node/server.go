@@ -264,7 +264,8 @@ func (n *Node) resolveChannel(ref string) (cid.Cid, error) {
 }
 
 func (n *Node) apiID(http.ResponseWriter, *http.Request) (any, error) {
-	return api.ID{ID: n.self.String(), Name: n.cfg.Name, Addrs: n.addrs()}, nil
+	name, _ := n.profile()
+	return api.ID{ID: n.self.String(), Name: name, Addrs: n.addrs()}, nil
 }
 
 func (n *Node) apiPeers(http.ResponseWriter, *http.Request) (any, error) {
