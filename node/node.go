@@ -44,12 +44,12 @@ type Node struct {
 	// profileMu serialises SetProfile, so that the profile last saved is
 	// the one last shared.
 	profileMu sync.Mutex
-	log   *slog.Logger
-	key   crypto.PrivKey
-	self  peer.ID
-	host  host.Host
-	ps    *pubsub.PubSub
-	store *store.Store
+	log       *slog.Logger
+	key       crypto.PrivKey
+	self      peer.ID
+	host      host.Host
+	ps        *pubsub.PubSub
+	store     *store.Store
 
 	gov      *governance
 	partners *partnerBook
