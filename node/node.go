@@ -37,19 +37,13 @@ import (
 // Node is a running sangsaeng node: its libp2p host, its channels on
 // gossipsub, its store and its local API.
 type Node struct {
-	cfg *Config
-	// cfgMu serialises changes of cfg and of config.toml; it guards the
-	// profile (cfg.Name, cfg.BRN), the one part of cfg that changes.
-	cfgMu sync.RWMutex
-	// profileMu serialises SetProfile, so that the profile last saved is
-	// the one last shared.
-	profileMu sync.Mutex
-	log       *slog.Logger
-	key       crypto.PrivKey
-	self      peer.ID
-	host      host.Host
-	ps        *pubsub.PubSub
-	store     *store.Store
+	cfg   *Config
+	log   *slog.Logger
+	key   crypto.PrivKey
+	self  peer.ID
+	host  host.Host
+	ps    *pubsub.PubSub
+	store *store.Store
 
 	gov      *governance
 	partners *partnerBook
@@ -62,6 +56,13 @@ type Node struct {
 	quota    quotas
 	scoresMu sync.Mutex
 	scores   map[peer.ID]float64
+
+	// cfgMu serialises changes of cfg and of config.toml; it guards the
+	// profile (cfg.Name, cfg.BRN), the one part of cfg that changes.
+	cfgMu sync.RWMutex
+	// profileMu serialises SetProfile, so that the profile last saved is
+	// the one last shared.
+	profileMu sync.Mutex
 
 	mu     sync.Mutex
 	topics map[cid.Cid]*channelTopic
