@@ -58,6 +58,14 @@ type Config struct {
 	// many, the node takes over gossip from one author in one channel; the
 	// rest wait for sync. 0 turns the quota off.
 	AuthorQuota int `toml:"author_quota"`
+	// MetricsPublic serves /metrics without the API token. Its labels name
+	// partners and channels: leave it off unless a scraper cannot send
+	// the token (Prometheus can: authorization.credentials_file).
+	MetricsPublic bool `toml:"metrics_public,omitempty"`
+
+	// file holds the values config.toml gave, before the overrides of the
+	// environment and flags, when the config was loaded from it.
+	file *Config
 }
 
 // Duration is a time.Duration written as text ("30s") in config.toml.
@@ -226,20 +234,17 @@ func (c *Config) Save() error {
 }
 
 // LoadConfig reads config.toml from home and applies SANGSAENG_* overrides.
+// The file's own values are kept apart: a change the node saves (see
+// Node.SetProfile) edits them, so an override never lands in the file.
 func LoadConfig(home string) (*Config, error) {
-	cfg := DefaultConfig()
-	path := filepath.Join(home, ConfigFile)
-	md, err := toml.DecodeFile(path, cfg)
+	cfg, err := readConfigFile(home)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("no node in %s (run `sangsaeng init` first, or pass --home)", home)
 		}
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, err
 	}
-	if un := md.Undecoded(); len(un) > 0 {
-		return nil, fmt.Errorf("config %s: unknown setting %q", path, un[0].String())
-	}
-	cfg.Home = home
+	cfg.file = cfg.clone()
 	if v := os.Getenv("SANGSAENG_NAME"); v != "" {
 		cfg.Name = v
 	}
@@ -256,6 +261,61 @@ func LoadConfig(home string) (*Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// readConfigFile reads config.toml from home over the defaults, without
+// the overrides of the environment.
+func readConfigFile(home string) (*Config, error) {
+	cfg := DefaultConfig()
+	path := filepath.Join(home, ConfigFile)
+	md, err := toml.DecodeFile(path, cfg)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if un := md.Undecoded(); len(un) > 0 {
+		return nil, fmt.Errorf("config %s: unknown setting %q", path, un[0].String())
+	}
+	cfg.Home = home
+	return cfg, nil
+}
+
+// clone returns a copy of c that shares no slice with it.
+func (c *Config) clone() *Config {
+	d := *c
+	d.Listen = append([]string(nil), c.Listen...)
+	d.Peers = append([]string(nil), c.Peers...)
+	d.file = nil
+	return &d
+}
+
+// edit applies change to c and to the values config.toml holds, and writes
+// those back: the file as it is on disk now (an operator's edits since the
+// node started are kept), or as it was loaded when it is gone, or c itself
+// when c was not loaded from a file. The overrides of the environment and
+// flags, which are only in c, never reach the file. Callers serialise
+// edits (Node.cfgMu).
+func (c *Config) edit(change func(*Config)) error {
+	file, err := readConfigFile(c.Home)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && c.file != nil:
+		file = c.file.clone()
+	case errors.Is(err, os.ErrNotExist):
+		file = c.clone()
+	case err != nil:
+		return fmt.Errorf("%w; fix the file, then try again", err)
+	}
+	change(file)
+	if err := file.Save(); err != nil {
+		return err
+	}
+	change(c)
+	if c.file != nil {
+		c.file = file.clone()
+	}
+	return nil
 }
 
 // Identity reads the node's private key.

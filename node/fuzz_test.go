@@ -317,6 +317,7 @@ func newAPIFixture(t testing.TB) *apiFixture {
 // 5xx, and every error a JSON {code, message}.
 func (a *apiFixture) call(t *testing.T, method, path string, body []byte) int {
 	req := httptest.NewRequest(method, path, bytes.NewReader(body))
+	req.Host = "127.0.0.1" // httptest's default, example.com, is refused
 	req.Header.Set("Authorization", "Bearer "+a.token)
 	rec := httptest.NewRecorder()
 	a.h.ServeHTTP(rec, req)
@@ -386,6 +387,7 @@ func FuzzAPIDecode(f *testing.F) {
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			defer cancel()
 			req := httptest.NewRequestWithContext(ctx, e.method, e.path, bytes.NewReader(body))
+			req.Host = "127.0.0.1"
 			req.Header.Set("Authorization", "Bearer "+a.token)
 			rec := httptest.NewRecorder()
 			a.h.ServeHTTP(rec, req)

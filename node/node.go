@@ -58,6 +58,13 @@ type Node struct {
 	scoresMu sync.Mutex
 	scores   map[peer.ID]float64
 
+	// cfgMu serialises changes of cfg and of config.toml; it guards the
+	// profile (cfg.Name, cfg.BRN), the one part of cfg that changes.
+	cfgMu sync.RWMutex
+	// profileMu serialises SetProfile, so that the profile last saved is
+	// the one last shared.
+	profileMu sync.Mutex
+
 	mu     sync.Mutex
 	topics map[cid.Cid]*channelTopic
 	// retired holds the topics of channels' past membership epochs, by

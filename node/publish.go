@@ -348,20 +348,29 @@ func (n *Node) CreateChannel(ctx context.Context, name, description string, memb
 
 // shareProfile publishes the node's profile in ch, when it has a name.
 func (n *Node) shareProfile(ctx context.Context, ch cid.Cid) {
-	if n.cfg.Name == "" {
+	name, brn := n.profile()
+	if name == "" {
 		return
 	}
-	body := map[string]any{"name": n.cfg.Name}
-	if n.cfg.BRN != "" {
-		body["brn"] = n.cfg.BRN
+	body := map[string]any{"name": name}
+	if brn != "" {
+		body["brn"] = brn
 	}
 	if _, err := n.Publish(ctx, ch, protocol.KindProfile, body, nil); err != nil {
 		n.log.Warn("cannot share the profile", "channel", ch, "err", err)
 	}
 }
 
-// SetProfile changes the company profile, saves it in config.toml, and
-// shares it in every channel.
+// profile returns the company's name and BRN.
+func (n *Node) profile() (name, brn string) {
+	n.cfgMu.RLock()
+	defer n.cfgMu.RUnlock()
+	return n.cfg.Name, n.cfg.BRN
+}
+
+// SetProfile changes the company profile, saves it in config.toml (the
+// file's own values: overrides from the environment or flags stay out of
+// it), and shares it in every channel.
 func (n *Node) SetProfile(ctx context.Context, name, brn string) error {
 	body := map[string]any{"name": name}
 	if brn != "" {
@@ -370,9 +379,13 @@ func (n *Node) SetProfile(ctx context.Context, name, brn string) error {
 	if err := protocol.ValidateBody(protocol.KindProfile, body); err != nil {
 		return fmt.Errorf("profile: %w", err)
 	}
-	n.cfg.Name, n.cfg.BRN = name, brn
-	if err := n.cfg.Save(); err != nil {
-		return err
+	n.profileMu.Lock()
+	defer n.profileMu.Unlock()
+	n.cfgMu.Lock()
+	err := n.cfg.edit(func(c *Config) { c.Name, c.BRN = name, brn })
+	n.cfgMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("profile: %w", err)
 	}
 	for _, ch := range n.gov.joined() {
 		if _, err := n.Publish(ctx, ch, protocol.KindProfile, body, nil); err != nil {

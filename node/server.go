@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,20 +32,35 @@ import (
 const maxRequestBody = 2 * protocol.MaxRecordSize
 
 // Handler returns the local API: JSON endpoints under /v1, server-sent
-// events at /v1/events, Prometheus metrics at /metrics. Every endpoint but
-// /metrics needs the bearer token from api.token.
+// events at /v1/events, Prometheus metrics at /metrics, the dashboard at /.
+//
+// Every request must name the API by a loopback Host (localhost,
+// 127.0.0.0/8 or [::1], any port) or by the configured API address, or it
+// is refused with 421: a web page that reaches the API through DNS
+// rebinding names its own host. Every endpoint but the dashboard, which
+// holds no data, needs the bearer token from api.token; /metrics too,
+// unless metrics_public is set in config.toml. No GET changes the node's
+// state (GET /v1/records/{cid} may store a record fetched from a partner,
+// as a cache of what gossip or sync would bring).
 func (n *Node) Handler() http.Handler {
-	tok, err := os.ReadFile(filepath.Join(n.cfg.Home, api.TokenFile))
+	tokFile := filepath.Join(n.cfg.Home, api.TokenFile)
+	tok, err := os.ReadFile(tokFile)
 	token := strings.TrimSpace(string(tok))
 	if err != nil || token == "" {
-		n.log.Error("no API token; every API call will be refused", "file", filepath.Join(n.cfg.Home, api.TokenFile), "err", err)
+		n.log.Error("no API token; every API call will be refused", "file", tokFile, "err", err)
+	}
+	authorized := func(w http.ResponseWriter, r *http.Request) bool {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if token == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			writeError(w, api.Errorf(api.CodeUnauthorized, http.StatusUnauthorized, "missing or wrong API token (it is in %s)", tokFile))
+			return false
+		}
+		return true
 	}
 	mux := http.NewServeMux()
 	h := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) (any, error)) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if token == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-				writeError(w, api.Errorf(api.CodeUnauthorized, http.StatusUnauthorized, "missing or wrong API token (it is in %s)", filepath.Join(n.cfg.Home, api.TokenFile)))
+			if !authorized(w, r) {
 				return
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
@@ -91,7 +108,13 @@ func (n *Node) Handler() http.Handler {
 	h("GET /v1/kinds", func(http.ResponseWriter, *http.Request) (any, error) { return protocol.Kinds(), nil })
 	h("GET /v1/kinds/{kind}", n.apiSchema)
 	h("GET /v1/events", n.apiEvents)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	metricsHandler := promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		// The labels name partners and channels.
+		if n.cfg.MetricsPublic || authorized(w, r) {
+			metricsHandler.ServeHTTP(w, r)
+		}
+	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		// The page holds no data; it calls the API with the token the
 		// operator gives it.
@@ -102,7 +125,44 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, api.Errorf(api.CodeNotFound, http.StatusNotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return n.checkHost(mux)
+}
+
+// checkHost refuses requests whose Host is neither a loopback name nor the
+// configured API address.
+func (n *Node) checkHost(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !allowedHost(r.Host, n.cfg.API) {
+			writeError(w, api.Errorf(api.CodeBadHost, http.StatusMisdirectedRequest,
+				"refused Host %q: the local API answers only to localhost, 127.0.0.1, [::1] or its configured address %s; call it by one of those (a web page that reaches it under another name is refused)",
+				r.Host, n.cfg.API))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// allowedHost reports whether host, the Host of a request, names the API:
+// localhost, an address of 127.0.0.0/8 or ::1, with any port or none, or
+// the configured address apiAddr itself.
+func allowedHost(host, apiAddr string) bool {
+	if host == "" {
+		return false
+	}
+	if strings.EqualFold(host, apiAddr) {
+		return true
+	}
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	} else if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		name = host[1 : len(host)-1]
+	}
+	if strings.EqualFold(name, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(name)
+	return err == nil && ip.Zone() == "" && ip.Unmap().IsLoopback()
 }
 
 // dashboardHTML is the operator's dashboard, served at /.
@@ -204,7 +264,8 @@ func (n *Node) resolveChannel(ref string) (cid.Cid, error) {
 }
 
 func (n *Node) apiID(http.ResponseWriter, *http.Request) (any, error) {
-	return api.ID{ID: n.self.String(), Name: n.cfg.Name, Addrs: n.addrs()}, nil
+	name, _ := n.profile()
+	return api.ID{ID: n.self.String(), Name: name, Addrs: n.addrs()}, nil
 }
 
 func (n *Node) apiPeers(http.ResponseWriter, *http.Request) (any, error) {

@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	mrand "math/rand/v2"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -452,12 +450,7 @@ func TestEquivocationShownByCLI(t *testing.T) {
 	if f := strings.Fields(lastLine(ls)); !strings.Contains(ls, "FLAGGED") || len(f) == 0 || f[len(f)-1] != "1" {
 		t.Fatalf("channel ls does not count the flagged author:\n%s", ls)
 	}
-	resp, err := http.Get(a.client().Addr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	metrics, err := a.client().Metrics(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -305,6 +305,12 @@ func (c *Client) Watch(ctx context.Context, channel string, fn func(Record) erro
 	return fmt.Errorf("watch: the daemon closed the stream")
 }
 
+// Metrics returns the node's Prometheus metrics in the text format.
+func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
+	var v []byte
+	return v, c.do(ctx, http.MethodGet, "/metrics", nil, &v)
+}
+
 // WaitReady polls the API until it answers or ctx ends.
 func (c *Client) WaitReady(ctx context.Context) error {
 	for {

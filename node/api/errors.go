@@ -31,6 +31,7 @@ const (
 	CodeNotAdmin      = "not_admin"
 	CodeAmbiguous     = "ambiguous"
 	CodeUnauthorized  = "unauthorized"
+	CodeBadHost       = "bad_host"
 	CodeUnavailable   = "unavailable"
 	CodeInternal      = "internal"
 )
@@ -52,6 +53,9 @@ var (
 	ErrAmbiguous = &Error{Code: CodeAmbiguous}
 	// ErrUnauthorized: the bearer token is missing or wrong.
 	ErrUnauthorized = &Error{Code: CodeUnauthorized}
+	// ErrBadHost: the request named the API by a host other than a
+	// loopback name or its configured address (421).
+	ErrBadHost = &Error{Code: CodeBadHost}
 	// ErrUnavailable: the daemon cannot do it now (a partner unreachable, say).
 	ErrUnavailable = &Error{Code: CodeUnavailable}
 )
