@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,10 +28,20 @@ import (
 // governance chain (genesis, membership changes, profiles) from its inviter.
 const JoinID = libp2pproto.ID("/sangsaeng/join/1.0.0")
 
-// Limits of the join protocol.
+// Limits of the join protocol. A joining node holds the whole governance
+// chain it is sent before it checks it (the records may come out of causal
+// order), so the chain is bounded in bytes as well as in records, against
+// the daemon's 80 MiB heap soft limit: 16 MiB of envelopes (about 48 MiB
+// decoded at worst) is some thousands of membership changes and profiles
+// of the usual size (well under 4 KiB each), far more than a supply-chain
+// channel makes, and 64 of the largest possible records.
 const (
-	maxJoinRecords = 100_000
+	maxJoinRecords = 10_000
+	maxJoinBytes   = 16 << 20
 	joinTimeout    = 30 * time.Second
+	// joinProfilePage is how many profile records handleJoin reads from
+	// the store at once: 16 envelopes of at most protocol.MaxEnvelopeSize.
+	joinProfilePage = 16
 )
 
 // invitePrefix starts every invite code.
@@ -293,8 +304,14 @@ func (n *Node) fetchGovernance(ctx context.Context, p peer.ID, ch cid.Cid) ([][]
 		return nil, fmt.Errorf("the inviter refused: %s", status)
 	}
 	var envs [][]byte
+	size := 0
 	for {
-		env, err := readFrame(r, protocol.MaxEnvelopeSize)
+		env, err := readFrame(r, min(protocol.MaxEnvelopeSize, maxJoinBytes-size))
+		if errors.Is(err, errFrameTooLarge) && size > 0 {
+			st.Reset()
+			return nil, fmt.Errorf("the inviter sent more than %d bytes of governance records (%d records so far); "+
+				"a channel's governance chain is far smaller: ask the inviter's operator to check that node", maxJoinBytes, len(envs))
+		}
 		if err != nil {
 			st.Reset()
 			return nil, fmt.Errorf("reading the governance chain: %w", err)
@@ -304,9 +321,11 @@ func (n *Node) fetchGovernance(ctx context.Context, p peer.ID, ch cid.Cid) ([][]
 		}
 		if len(envs) == maxJoinRecords {
 			st.Reset()
-			return nil, fmt.Errorf("the inviter sent more than %d governance records", maxJoinRecords)
+			return nil, fmt.Errorf("the inviter sent more than %d governance records; "+
+				"a channel's governance chain is far smaller: ask the inviter's operator to check that node", maxJoinRecords)
 		}
 		envs = append(envs, env)
+		size += len(env)
 	}
 }
 
@@ -345,42 +364,40 @@ func (n *Node) handleJoin(st network.Stream) {
 		st.Reset()
 		return
 	}
-	envs := make([][]byte, 0, len(snap.governance))
 	for _, s := range snap.governance {
-		envs = append(envs, s.Envelope)
-	}
-	profiles, err := n.channelProfiles(ch)
-	if err != nil {
-		st.Reset()
-		return
-	}
-	for _, env := range append(envs, profiles...) {
-		if err := writeFrame(w, env); err != nil {
+		if err := writeFrame(w, s.Envelope); err != nil {
 			st.Reset()
 			return
 		}
+	}
+	err = n.channelProfiles(ch, func(env []byte) error { return writeFrame(w, env) })
+	if err != nil {
+		st.Reset()
+		return
 	}
 	if err := writeFrame(w, nil); err != nil || w.Flush() != nil {
 		st.Reset()
 	}
 }
 
-// channelProfiles returns the envelopes of the profile records in ch.
-func (n *Node) channelProfiles(ch cid.Cid) ([][]byte, error) {
-	var out [][]byte
+// channelProfiles calls fn with the envelope of each profile record in ch,
+// reading joinProfilePage records at a time.
+func (n *Node) channelProfiles(ch cid.Cid, fn func(env []byte) error) error {
 	cursor := ""
 	for {
-		recs, next, err := n.store.ByKind(protocol.KindProfile, 1000, cursor)
+		recs, next, err := n.store.ByKind(protocol.KindProfile, joinProfilePage, cursor)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, s := range recs {
 			if s.ChannelOf() == ch {
-				out = append(out, s.Envelope)
+				if err := fn(s.Envelope); err != nil {
+					return err
+				}
 			}
 		}
 		if next == "" {
-			return out, nil
+			return nil
 		}
 		cursor = next
 	}
@@ -400,6 +417,11 @@ func writeFrame(w io.Writer, b []byte) error {
 // errFrameTooLarge is returned for a frame beyond the reader's limit.
 var errFrameTooLarge = errors.New("frame too large")
 
+// frameChunk is how much of a frame readFrame allocates before its bytes
+// arrive: a peer that announces a large frame and sends it slowly (or
+// never) holds no more memory than it sent, plus this.
+const frameChunk = 64 << 10
+
 // readFrame reads one frame of at most max bytes.
 func readFrame(r *bufio.Reader, max int) ([]byte, error) {
 	l, err := binary.ReadUvarint(r)
@@ -409,9 +431,24 @@ func readFrame(r *bufio.Reader, max int) ([]byte, error) {
 	if l > uint64(max) {
 		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", errFrameTooLarge, l, max)
 	}
-	b := make([]byte, l)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, err
+	if l <= frameChunk {
+		b := make([]byte, l)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	b := make([]byte, 0, frameChunk)
+	for uint64(len(b)) < l {
+		k := min(l-uint64(len(b)), uint64(cap(b)-len(b)))
+		if k == 0 {
+			b = slices.Grow(b, int(min(l-uint64(len(b)), uint64(cap(b)))))
+			continue
+		}
+		if _, err := io.ReadFull(r, b[len(b):len(b)+int(k)]); err != nil {
+			return nil, err
+		}
+		b = b[:len(b)+int(k)]
 	}
 	return b, nil
 }

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -550,100 +549,6 @@ func (n *Node) apiGet(_ http.ResponseWriter, r *http.Request) (any, error) {
 		return rawBody{ctype: "application/octet-stream", b: s.Envelope}, nil
 	}
 	return s.JSON()
-}
-
-func (n *Node) apiRecords(_ http.ResponseWriter, r *http.Request) (any, error) {
-	q := r.URL.Query()
-	limit := 100
-	if s := q.Get("limit"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 1 || v > 10000 {
-			return nil, badf("limit %q must be a number from 1 to 10000", s)
-		}
-		limit = v
-	}
-	var since int64
-	if s := q.Get("since"); s != "" {
-		t, err := protocol.ParseTime(s)
-		if err != nil {
-			if d, derr := time.ParseDuration(s); derr == nil {
-				t, err = time.Now().Add(-d).UnixMilli(), nil
-			}
-		}
-		if err != nil {
-			return nil, badf("since %q must be an RFC 3339 time or a duration like 24h", s)
-		}
-		since = t
-	}
-	var author peer.ID
-	if s := q.Get("author"); s != "" {
-		p, err := parsePeer(s)
-		if err != nil {
-			return nil, err
-		}
-		author = p
-	}
-	kind := q.Get("kind")
-	var chans []cid.Cid
-	if s := q.Get("channel"); s != "" {
-		ch, err := n.resolveChannel(s)
-		if err != nil {
-			return nil, err
-		}
-		chans = []cid.Cid{ch}
-	} else {
-		chans = n.gov.joined()
-	}
-	keep := func(s *protocol.Signed) bool {
-		return (kind == "" || s.Record.Kind == kind) && (author == "" || s.Record.Author == author)
-	}
-	var recs []*protocol.Signed
-	for _, ch := range chans {
-		cursor := ""
-	scan:
-		for {
-			page, next, err := n.store.ByChannel(ch, 500, cursor)
-			if err != nil {
-				return nil, err
-			}
-			for _, s := range page {
-				if s.Record.Time < since {
-					break scan // newest first: the rest are older
-				}
-				if keep(s) {
-					recs = append(recs, s)
-					if len(recs) >= limit && len(chans) == 1 {
-						break scan
-					}
-				}
-			}
-			if next == "" {
-				break
-			}
-			cursor = next
-		}
-	}
-	slices.SortStableFunc(recs, func(a, b *protocol.Signed) int {
-		switch {
-		case a.Record.Time > b.Record.Time:
-			return -1
-		case a.Record.Time < b.Record.Time:
-			return 1
-		}
-		return 0
-	})
-	if len(recs) > limit {
-		recs = recs[:limit]
-	}
-	out := make([]*protocol.JSONRecord, 0, len(recs))
-	for _, s := range recs {
-		j, err := s.JSON()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, j)
-	}
-	return out, nil
 }
 
 // verify checks an envelope as a record arriving from a partner would be

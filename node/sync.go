@@ -34,7 +34,7 @@ const FetchID = libp2pproto.ID("/sangsaeng/fetch/1.0.0")
 
 // Sync tuning.
 const (
-	syncBatch        = 512              // records checked and written together
+	syncBatch        = 512              // records checked and written together, at most
 	syncWorkers      = 2                // syncs running at once
 	syncFrameTimeout = 30 * time.Second // longest wait for the next frame
 	maxHeadsFrame    = protocol.MaxHeads * 64
@@ -42,6 +42,86 @@ const (
 	// partner to confirm the node's own head (see confirmOwnHead).
 	ownHeadWait = 15 * time.Second
 )
+
+// Memory bounds of sync, in bytes. The daemon keeps its Go heap under an
+// 80 MiB soft limit (cmd/sangsaeng daemon.go), and a member may answer a
+// sync with nothing but envelopes of protocol.MaxEnvelopeSize, as fast as
+// the link carries them; a received envelope costs about three times its
+// size once decoded (the envelope, the record bytes, the decoded body).
+// The figures leave most of the limit to Badger, gossip and the API:
+//
+//   - syncBatchBytes: a batch is written when it holds syncBatch records or
+//     this many envelope bytes. 2 MiB is 8 envelopes of the largest size,
+//     and more than 512 records of the usual size (about 1 KiB), so it
+//     changes nothing for ordinary traffic and one fdatasync still covers
+//     many records.
+//   - syncInFlightBytes: envelope bytes read from partners and not yet
+//     written, over every sync the node runs (the batch being read, the one
+//     being checked and the one being written, for each of syncWorkers
+//     syncs). 8 MiB, about 24 MiB decoded, plus one frame being read per
+//     sync: a hostile member's answers stay well under the soft limit.
+//   - syncAnswers: sync answers this node writes at once. Each holds a
+//     request of up to maxHeadsFrame and a chunk of envelopes read from the
+//     store (store.ScanEnvelopes, bounded in bytes); other askers wait for
+//     a slot up to syncAnswerWait and are then told to retry.
+//   - fetches: records fetched from partners at once (Fetch, for the API's
+//     GET of a record this node does not hold). Each holds one envelope
+//     of at most protocol.MaxEnvelopeSize, about 0.8 MiB decoded; more API
+//     callers wait for a slot.
+const (
+	syncBatchBytes    = 2 << 20
+	syncInFlightBytes = 8 << 20
+	syncAnswers       = 4
+	syncAnswerWait    = 10 * time.Second
+	fetches           = 4
+)
+
+// byteBudget is a count of bytes that holders take and give back: the
+// bytes in flight of every sync of a node.
+type byteBudget struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	free int
+}
+
+func newByteBudget(k int) *byteBudget {
+	b := &byteBudget{free: k}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+// tryTake takes k bytes if they are free.
+func (b *byteBudget) tryTake(k int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.free < k {
+		return false
+	}
+	b.free -= k
+	return true
+}
+
+// take waits until k bytes are free and takes them. A holder must not wait
+// while it holds bytes that only it can give back (see readSyncAnswer).
+func (b *byteBudget) take(k int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.free < k {
+		b.cond.Wait()
+	}
+	b.free -= k
+}
+
+// give gives back k bytes.
+func (b *byteBudget) give(k int) {
+	if k == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.free += k
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
 
 // ErrOwnHeadUnconfirmed is returned by Publish when no member of the channel
 // could confirm the node's own head since it started.
@@ -76,12 +156,19 @@ type syncer struct {
 	// node's own head since start; waiters wait on the channel's signal.
 	confirmed map[cid.Cid]bool
 	signal    map[cid.Cid]chan struct{}
+	// inFlight bounds the envelope bytes received and not yet written;
+	// answers holds a token per sync answer being written.
+	inFlight *byteBudget
+	answers  chan struct{}
+	fetches  chan struct{} // a token per Fetch asking partners
 }
 
 func newSyncer(n *Node) *syncer {
 	return &syncer{
 		n: n, queue: make(chan syncJob, 1024), pending: map[syncJob]bool{}, running: map[syncJob]*runState{},
 		status: map[syncJob]*syncStatus{}, confirmed: map[cid.Cid]bool{}, signal: map[cid.Cid]chan struct{}{},
+		inFlight: newByteBudget(syncInFlightBytes), answers: make(chan struct{}, syncAnswers),
+		fetches: make(chan struct{}, fetches),
 	}
 }
 
@@ -387,17 +474,25 @@ func (n *Node) readSyncAnswer(r *bufio.Reader, p peer.ID, ch cid.Cid, ours map[p
 	res := &syncStatus{behind: behind(theirs.Heads, ours)}
 	// Records are checked and stored in batches, in a pipeline: while
 	// one batch is written (and synced), the next is read and checked.
+	// Every envelope read takes its bytes from the node's in-flight
+	// budget, given back once its batch is written.
+	budget := n.sync.inFlight
 	var (
 		mu       sync.Mutex // received and bad, which the writer sets
 		received uint64
 		bad      error
 	)
-	writes := make(chan []ingestItem, 1)
+	type batchOf struct {
+		items []ingestItem
+		bytes int
+	}
+	writes := make(chan batchOf, 1)
 	written := make(chan struct{})
 	go func() {
 		defer close(written)
-		for items := range writes {
-			acc, err := n.storeChecked(items, p)
+		for b := range writes {
+			acc, err := n.storeChecked(b.items, p)
+			budget.give(b.bytes)
 			mu.Lock()
 			received += uint64(acc)
 			if err != nil && bad == nil {
@@ -406,11 +501,12 @@ func (n *Node) readSyncAnswer(r *bufio.Reader, p peer.ID, ch cid.Cid, ours map[p
 			mu.Unlock()
 		}
 	}()
-	batch := make([][]byte, 0, syncBatch)
+	batch := make([][]byte, 0, 64)
+	batchBytes := 0
 	flush := func() {
 		if len(batch) > 0 {
-			writes <- n.checkEnvelopes(ch, batch)
-			batch = make([][]byte, 0, syncBatch)
+			writes <- batchOf{n.checkEnvelopes(ch, batch), batchBytes}
+			batch, batchBytes = make([][]byte, 0, 64), 0
 		}
 	}
 	finish := func() {
@@ -430,8 +526,18 @@ func (n *Node) readSyncAnswer(r *bufio.Reader, p peer.ID, ch cid.Cid, ours map[p
 		if len(env) == 0 {
 			break
 		}
+		if !budget.tryTake(len(env)) {
+			// Wait only with nothing held back: the batches sent on
+			// give their bytes back once written, whatever other syncs do.
+			// The batches other syncs are still reading hold at most
+			// syncWorkers*syncBatchBytes, well below the budget, so a
+			// slow partner never stalls the syncs with the others.
+			flush()
+			budget.take(len(env))
+		}
 		batch = append(batch, env)
-		if len(batch) == syncBatch {
+		batchBytes += len(env)
+		if len(batch) == syncBatch || batchBytes >= syncBatchBytes {
 			flush()
 		}
 	}
@@ -484,15 +590,27 @@ func (n *Node) handleSync(st network.Stream) {
 	defer st.Close()
 	from := st.Conn().RemotePeer()
 	_ = st.SetDeadline(time.Now().Add(syncFrameTimeout))
-	raw, err := readFrame(bufio.NewReader(st), maxHeadsFrame)
-	if err != nil {
-		st.Reset()
-		return
-	}
 	w := bufio.NewWriterSize(st, 64<<10)
 	refuse := func(why string) {
 		_ = writeFrame(w, []byte(why))
 		_ = w.Flush()
+	}
+	// A slot first: the request and the answer's chunks are the memory
+	// an answer holds.
+	wait := time.NewTimer(syncAnswerWait)
+	select {
+	case n.sync.answers <- struct{}{}:
+		wait.Stop()
+		defer func() { <-n.sync.answers }()
+	case <-wait.C:
+		n.metrics.syncRefused.Inc()
+		refuse("busy: too many syncs at once; retry later")
+		return
+	}
+	raw, err := readFrame(bufio.NewReader(st), maxHeadsFrame)
+	if err != nil {
+		st.Reset()
+		return
 	}
 	req, err := protocol.DecodeHeadsMessage(raw)
 	if err != nil {
@@ -791,6 +909,12 @@ func (n *Node) handleFetch(st network.Stream) {
 func (n *Node) Fetch(ctx context.Context, c cid.Cid) (*protocol.Signed, error) {
 	if s, err := n.record(c); err != nil || s != nil {
 		return s, err
+	}
+	select {
+	case n.sync.fetches <- struct{}{}:
+		defer func() { <-n.sync.fetches }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("record %s: %w (waiting for one of the %d fetches from partners running at once)", c, ctx.Err(), fetches)
 	}
 	for _, p := range n.host.Network().Peers() {
 		if !n.gov.isPartner(p) {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -339,10 +341,27 @@ func TestOwnHeadUnconfirmed(t *testing.T) {
 		t.Fatal(err)
 	}
 	b = restart(t, b)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	before := heads(t, b, ch)[b.ID()]
+	// A context longer than ownHeadWait: the refusal must come from the
+	// own-head check, not from the caller giving up.
+	ctx, cancel := context.WithTimeout(context.Background(), ownHeadWait+30*time.Second)
 	defer cancel()
-	if _, err := b.Publish(ctx, ch, "note", map[string]any{"text": "x"}, nil); err == nil {
+	start := time.Now()
+	_, err := b.Publish(ctx, ch, "note", map[string]any{"text": "x"}, nil)
+	if err == nil {
 		t.Fatal("published with no partner to confirm the own head")
+	}
+	if !errors.Is(err, ErrOwnHeadUnconfirmed) || ctx.Err() != nil {
+		t.Fatalf("publish with every partner offline: %v, want ErrOwnHeadUnconfirmed", err)
+	}
+	if !strings.Contains(err.Error(), "sangsaeng peers") {
+		t.Fatalf("the refusal does not say what to do: %v", err)
+	}
+	if took := time.Since(start); took < ownHeadWait {
+		t.Fatalf("refused after %s, before the %s wait for a partner", took, ownHeadWait)
+	}
+	if got := heads(t, b, ch)[b.ID()]; got != before {
+		t.Fatalf("B's own head moved from %d to %d on a refused publish", before, got)
 	}
 }
 
@@ -382,7 +401,7 @@ func TestTailLossRepaired(t *testing.T) {
 	a, b := startNode(t, "A"), startNode(t, "B")
 	ch := link(t, a, b, "tail")
 	// Let the syncs of connecting and grafting run their course first.
-	time.Sleep(2 * time.Second)
+	syncsSettled(t, ch, a, b)
 	for i := range 5 {
 		if _, err := a.Publish(context.Background(), ch, "note", map[string]any{"text": fmt.Sprint("gossiped ", i)}, nil); err != nil {
 			t.Fatal(err)
@@ -403,4 +422,29 @@ func TestTailLossRepaired(t *testing.T) {
 	start := time.Now()
 	waitFor(t, "the lost tail at B", 10*time.Second, func() bool { return heads(t, b, ch)[a.ID()] == want })
 	t.Logf("a tail of %d records repaired %s after it was stored", len(reqs), time.Since(start).Round(time.Millisecond))
+}
+
+// syncsSettled waits until a and b are in each other's mesh for ch and
+// every sync that connecting and grafting scheduled between them has run:
+// a graft schedules one graftSyncDelay later, so once that time has passed
+// since both meshes held the other, a node with no sync of ch with the
+// other queued or running has run it.
+func syncsSettled(t *testing.T, ch cid.Cid, a, b *Node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if !a.waitMesh(ctx, ch, b.ID()) || !b.waitMesh(ctx, ch, a.ID()) {
+		t.Fatal("timed out waiting for A and B to graft each other")
+	}
+	meshed := time.Now()
+	idle := func(n *Node, p peer.ID) bool {
+		s := n.sync
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		j := syncJob{p, ch}
+		return !s.pending[j] && s.running[j] == nil
+	}
+	waitFor(t, "the syncs of connecting and grafting to end", 30*time.Second, func() bool {
+		return time.Since(meshed) > graftSyncDelay && idle(a, b.ID()) && idle(b, a.ID())
+	})
 }

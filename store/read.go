@@ -20,6 +20,12 @@ const DefaultLimit = 100
 // scanChunk is how many records ScanAuthor reads per read transaction.
 const scanChunk = 256
 
+// scanChunkBytes bounds the envelope bytes ScanEnvelopes holds at once: it
+// feeds sync answers, several at a time, under the daemon's 80 MiB heap
+// limit, and 256 envelopes of the largest size would be 64 MiB. 1 MiB is
+// a few hundred ordinary records, or four of the largest.
+const scanChunkBytes = 1 << 20
+
 // Backlink is a reference to a record from another record.
 type Backlink struct {
 	// Rel is the link's relation ("fulfils", "supersedes", ...).
@@ -254,8 +260,10 @@ func (s *Store) ScanEnvelopes(ch cid.Cid, author peer.ID, from uint64, fn func(c
 	for {
 		chunk = chunk[:0]
 		var last uint64
+		full := false
 		err := s.db.View(func(txn *badger.Txn) error {
 			var err error
+			size := 0
 			last, err = scanSeqCIDs(txn, ch, author, from, 0, scanChunk, func(c cid.Cid) error {
 				item, err := txn.Get(recordKey(c))
 				if err != nil {
@@ -269,6 +277,10 @@ func (s *Store) ScanEnvelopes(ch cid.Cid, author peer.ID, from uint64, fn func(c
 					return fmt.Errorf("%w: record %s: envelope does not hash to its key", ErrCorrupt, c)
 				}
 				chunk = append(chunk, rec{c, env})
+				if size += len(env); size >= scanChunkBytes {
+					full = true
+					return errStopAfter
+				}
 				return nil
 			})
 			return err
@@ -281,12 +293,16 @@ func (s *Store) ScanEnvelopes(ch cid.Cid, author peer.ID, from uint64, fn func(c
 				return err
 			}
 		}
-		if len(chunk) < scanChunk || last == ^uint64(0) {
+		if (!full && len(chunk) < scanChunk) || last == ^uint64(0) {
 			return nil
 		}
 		from = last + 1
 	}
 }
+
+// errStopAfter, returned by a scanSeqCIDs callback, ends the scan after
+// that record, which counts as the last one.
+var errStopAfter = errors.New("stop after this record")
 
 // scanSeqCIDs calls fn with the CIDs under (ch, author) with seq in
 // [from, to] (to == 0: no bound), at most limit of them (limit == 0: no
@@ -324,6 +340,9 @@ func scanSeqCIDs(txn *badger.Txn, ch cid.Cid, author peer.ID, from, to uint64, l
 			return 0, err
 		}
 		if err := fn(sv.cid); err != nil {
+			if errors.Is(err, errStopAfter) {
+				return seq, nil
+			}
 			return 0, err
 		}
 		last = seq

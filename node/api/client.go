@@ -228,19 +228,50 @@ func (c *Client) GetRaw(ctx context.Context, cid string) ([]byte, error) {
 	return v, c.do(ctx, http.MethodGet, "/v1/records/"+url.PathEscape(cid)+"?raw=1", nil, &v)
 }
 
-// Records lists records, newest first.
+// Records lists records, newest first: q.Limit of them (following the
+// daemon's pages), or the daemon's first page when q.Limit is 0.
 func (c *Client) Records(ctx context.Context, q Query) ([]Record, error) {
+	var out []Record
+	for {
+		page, next, err := c.RecordsPage(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if q.Limit == 0 || len(out) >= q.Limit || next == "" {
+			if out == nil {
+				out = []Record{}
+			}
+			return out, nil
+		}
+		q.Cursor, q.Limit = next, q.Limit-len(page)
+	}
+}
+
+// RecordsPage lists one page of records, newest first, and returns the
+// cursor of the next page ("" after the last). The daemon ends a page at
+// q.Limit records or some 4 MiB of JSON, whichever comes first.
+func (c *Client) RecordsPage(ctx context.Context, q Query) ([]Record, string, error) {
 	v := url.Values{}
-	for k, s := range map[string]string{"channel": q.Channel, "kind": q.Kind, "author": q.Author, "since": q.Since} {
+	for k, s := range map[string]string{"channel": q.Channel, "kind": q.Kind, "author": q.Author, "since": q.Since, "cursor": q.Cursor} {
 		if s != "" {
 			v.Set(k, s)
 		}
 	}
 	if q.Limit > 0 {
-		v.Set("limit", strconv.Itoa(q.Limit))
+		v.Set("limit", strconv.Itoa(min(q.Limit, 10000)))
 	}
+	path := "/v1/records?" + v.Encode()
+	resp, err := c.send(ctx, http.MethodGet, path, nil, "")
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
 	var out []Record
-	return out, c.do(ctx, http.MethodGet, "/v1/records?"+v.Encode(), nil, &out)
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, "", fmt.Errorf("GET %s: bad answer from the daemon: %w", path, err)
+	}
+	return out, resp.Header.Get(NextCursorHeader), nil
 }
 
 // Verify checks a signed envelope against the node's view: signature, CID,

@@ -130,8 +130,17 @@ type Query struct {
 	Author  string `json:"author,omitempty"`
 	// Since keeps records whose time is at or after this RFC 3339 time.
 	Since string `json:"since,omitempty"`
-	Limit int    `json:"limit,omitempty"`
+	// Limit is how many records to list: the daemon's page (100) when 0.
+	// Client.Records follows the pages until it has Limit records.
+	Limit int `json:"limit,omitempty"`
+	// Cursor asks for the page after the one whose NextCursorHeader it is.
+	Cursor string `json:"cursor,omitempty"`
 }
+
+// NextCursorHeader is the header of a GET /v1/records answer that holds the
+// cursor of the next page, when more records follow. A page holds at most
+// the limit asked for and, after its first record, some 4 MiB of JSON.
+const NextCursorHeader = "Next-Cursor"
 
 // Verify is the result of checking a record: signature, CID, schema,
 // membership and chain position.
