@@ -264,7 +264,7 @@ func TestReorderNotPenalised(t *testing.T) {
 		"name": "reorder", "admins": []any{ids[0].String()}, "members": []any{ids[0].String(), n.ID().String()},
 	}})
 	ch := gen.CID
-	if _, err := n.ingest(ch, gen.Envelope, ids[0]); err != nil {
+	if _, err := n.ingest(ch, gen.Envelope, ids[0], opGossip); err != nil {
 		t.Fatal(err)
 	}
 	after := func(c cid.Cid) []protocol.Link { return []protocol.Link{{Rel: protocol.RelAfter, CID: c}} }

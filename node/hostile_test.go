@@ -84,11 +84,11 @@ func equivocation(t *testing.T, line bool) {
 	// A on one side; B and D, a supplier further down the chain that
 	// deals with A only through B, on the other.
 	partition([]*Node{a}, []*Node{b, d})
-	if _, err := a.ingest(ch, one.Envelope, c.ID()); err != nil {
+	if _, err := a.ingest(ch, one.Envelope, c.ID(), opGossip); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range []*Node{b, d} {
-		if _, err := n.ingest(ch, two.Envelope, c.ID()); err != nil {
+		if _, err := n.ingest(ch, two.Envelope, c.ID(), opGossip); err != nil {
 			t.Fatal(err)
 		}
 	}

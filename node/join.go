@@ -259,8 +259,10 @@ func (n *Node) ingestAll(ch cid.Cid, envs [][]byte, from peer.ID) error {
 		var next [][]byte
 		var lastErr error
 		for _, env := range pending {
-			_, err := n.ingest(ch, env, from)
+			_, err := n.ingest(ch, env, from, opJoin)
 			switch {
+			case isStoreFailure(err):
+				return fmt.Errorf("storing the channel's governance chain: %w; see `sangsaeng status`, fix the store and join again", err)
 			case err == nil, errors.Is(err, errIgnore):
 			case errors.Is(err, ErrNotMember), errors.Is(err, ErrNotAdmin), errors.Is(err, ErrUnknownChannel), errors.Is(err, ErrPendingChange):
 				next, lastErr = append(next, env), err

@@ -28,6 +28,8 @@ type metrics struct {
 	syncLag     *prometheus.GaugeVec
 	syncRefused prometheus.Counter
 	syncServed  prometheus.Counter
+
+	storeErrors *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -76,7 +78,14 @@ func newMetrics() *metrics {
 		syncServed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sangsaeng_sync_served_records_total", Help: "Records sent to partners that asked by sync.",
 		}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sangsaeng_store_errors_total", Help: "Store operations that failed, by operation; the records involved are not held.",
+		}, []string{"op"}),
 	}
+	for _, op := range storeOps {
+		m.storeErrors.WithLabelValues(op)
+	}
+	m.reg.MustRegister(m.storeErrors)
 	m.reg.MustRegister(m.overQuota, m.gaps, m.syncRuns, m.syncLag, m.syncRefused, m.syncServed, m.accepted, m.published, m.duplicates, m.forks, m.rejected, m.refused, m.rpcDropped, m.psDropped,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m

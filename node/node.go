@@ -57,6 +57,9 @@ type Node struct {
 	quota    quotas
 	scoresMu sync.Mutex
 	scores   map[peer.ID]float64
+	health   health
+	// putFault, when set (by tests only), fails the writes of put.
+	putFault atomic.Pointer[func() error]
 
 	// cfgMu serialises changes of cfg and of config.toml; it guards the
 	// profile (cfg.Name, cfg.BRN), the one part of cfg that changes.
@@ -250,6 +253,7 @@ func (n *Node) Start() error {
 		n.wg.Add(1)
 		go n.checker()
 	}
+	n.health.start = time.Now()
 	n.started.Store(true)
 	n.sync.start()
 	n.learnAddrs()

@@ -151,7 +151,7 @@ func TestOutsidersReceiveNothing(t *testing.T) {
 	snap, _ := a.gov.channel(ch)
 	for _, s := range snap.governance {
 		if s.Record.Kind == protocol.KindChannelGenesis {
-			if _, err := c.ingest(ch, s.Envelope, a.ID()); err != nil {
+			if _, err := c.ingest(ch, s.Envelope, a.ID(), opGossip); err != nil {
 				t.Fatal(err)
 			}
 		}

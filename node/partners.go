@@ -233,7 +233,7 @@ func (n *Node) learnAddrs() {
 				}
 				cur.Addrs = addrs
 				if err := n.partners.put(ev.Peer, cur); err != nil {
-					n.log.Warn("cannot save a partner's addresses", "peer", ev.Peer, "err", err)
+					_ = n.storeFailed(opMeta, err) // logs it
 				}
 			}
 		}

@@ -212,7 +212,7 @@ func (n *Node) sealBatch(ch cid.Cid, reqs []*pubReq) []*protocol.Signed {
 	}
 	res, err := n.store.PutBatch(signed)
 	if err != nil {
-		return fail(fmt.Errorf("publish: %w", err))
+		return fail(fmt.Errorf("publish: %w", n.storeFailed(opPublish, err)))
 	}
 	for i, s := range signed {
 		if res[i] != store.Stored { // only this goroutine signs: cannot happen
@@ -337,7 +337,7 @@ func (n *Node) CreateChannel(ctx context.Context, name, description string, memb
 		return cid.Undef, fmt.Errorf("channel create: %w", err)
 	}
 	if _, err := n.store.Put(s); err != nil {
-		return cid.Undef, fmt.Errorf("channel create: %w", err)
+		return cid.Undef, fmt.Errorf("channel create: %w", n.storeFailed(opPublish, err))
 	}
 	n.sync.confirm(s.CID)
 	n.accepted(s)

@@ -323,10 +323,17 @@ func (n *Node) validator(ch cid.Cid) func(context.Context, peer.ID, *pubsub.Mess
 		if from == n.self {
 			return pubsub.ValidationAccept // our own record, stored before publishing
 		}
-		_, err := n.ingest(ch, m.Data, from)
+		_, err := n.ingest(ch, m.Data, from, opGossip)
 		switch {
 		case err == nil:
 			return pubsub.ValidationAccept
+		case isStoreFailure(err):
+			// Not held, so neither delivered nor forwarded as if it
+			// were; not the sender's fault. Counted and logged by
+			// storeFailed; the sync that noteGossip schedules, or the
+			// periodic one, brings the record again.
+			n.noteGossip(from, ch)
+			return pubsub.ValidationIgnore
 		case errors.Is(err, errIgnore):
 			return pubsub.ValidationIgnore
 		case errors.Is(err, ErrPendingChange):
@@ -358,8 +365,10 @@ var errIgnore = errors.New("ignored")
 
 // ingest checks a received envelope and stores it: the validator's work,
 // shared by every path a record comes in on. It returns errIgnore (wrapped)
-// for duplicates and forks, and another error for a record to reject.
-func (n *Node) ingest(ch cid.Cid, env []byte, from peer.ID) (*protocol.Signed, error) {
+// for duplicates and forks, a *storeFailure (wrapping errIgnore) when the
+// store failed, and another error for a record to reject. op names the
+// path, for the count of store failures.
+func (n *Node) ingest(ch cid.Cid, env []byte, from peer.ID, op string) (*protocol.Signed, error) {
 	if err := n.alive(); err != nil {
 		return nil, fmt.Errorf("%w: %v", errIgnore, err)
 	}
@@ -367,7 +376,7 @@ func (n *Node) ingest(ch cid.Cid, env []byte, from peer.ID) (*protocol.Signed, e
 	if err != nil {
 		return nil, err
 	}
-	return s, n.store1(s, from)
+	return s, n.store1(s, from, op)
 }
 
 // checkReceived is ingest's work before storage: the size limit, the duplicate
@@ -465,10 +474,10 @@ func (n *Node) check(ch cid.Cid, env []byte, loaded *protocol.Signed) (*protocol
 var errWrongChannel = errors.New("wrong channel")
 
 // store1 writes a checked record and acts on the result.
-func (n *Node) store1(s *protocol.Signed, from peer.ID) error {
+func (n *Node) store1(s *protocol.Signed, from peer.ID, op string) error {
 	res, err := n.put(s)
 	if err != nil {
-		return fmt.Errorf("%w: store: %v", errIgnore, err)
+		return fmt.Errorf("%w: %w", errIgnore, n.storeFailed(op, err))
 	}
 	switch res {
 	case store.Duplicate:

@@ -288,7 +288,7 @@ func TestRemovedMember(t *testing.T) {
 		})
 		// A record C signs now is refused.
 		s := sealAs(t, c, f.x, "note", map[string]any{"text": "C after"})
-		if _, err := a.ingest(f.x, s.Envelope, c.ID()); !errors.Is(err, ErrRemoved) {
+		if _, err := a.ingest(f.x, s.Envelope, c.ID(), opGossip); !errors.Is(err, ErrRemoved) {
 			t.Fatalf("a record of a removed member: %v", err)
 		}
 		if !has(c, f.before.CID) {

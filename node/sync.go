@@ -317,6 +317,7 @@ func (s *syncer) run(ctx context.Context, j syncJob) {
 		n.metrics.syncRuns.WithLabelValues("error").Inc()
 		switch {
 		case n.ctx.Err() != nil:
+		case isStoreFailure(err): // logged by storeFailed
 		case errors.Is(err, errSyncRefused):
 			// Usually a partner that has not yet learned of a membership
 			// change; the next round retries.
@@ -412,11 +413,11 @@ func (s *syncer) statusOf(ch cid.Cid) map[peer.ID]syncStatus {
 func (n *Node) syncWith(ctx context.Context, p peer.ID, ch cid.Cid) (*syncStatus, error) {
 	ours, err := n.store.Heads(ch)
 	if err != nil {
-		return nil, err
+		return nil, n.storeFailed(opSync, err)
 	}
 	tips, err := n.tips(ch, ours)
 	if err != nil {
-		return nil, err
+		return nil, n.storeFailed(opSync, err)
 	}
 	req, err := (&protocol.HeadsMessage{Channel: ch, Heads: protocol.Heads(ours), Tips: tips}).Encode()
 	if err != nil {
@@ -542,12 +543,15 @@ func (n *Node) readSyncAnswer(r *bufio.Reader, p peer.ID, ch cid.Cid, ours map[p
 		}
 	}
 	finish()
+	if isStoreFailure(bad) {
+		return nil, bad
+	}
 	if bad != nil {
 		return nil, fmt.Errorf("partner sent records that fail the checks: %w", bad)
 	}
 	now, err := n.store.Heads(ch)
 	if err != nil {
-		return nil, err
+		return nil, n.storeFailed(opSync, err)
 	}
 	res.behind = behind(theirs.Heads, now)
 	res.last = time.Now()
@@ -804,6 +808,7 @@ func (n *Node) storeChecked(items []ingestItem, from peer.ID) (int, error) {
 			return nil
 		}
 		res, err := n.store.PutBatch(pending)
+		err = n.storeFailed(opSync, err)
 		// On an error, res holds the records written before it.
 		for i, r := range res {
 			switch r {
@@ -845,7 +850,7 @@ func (n *Node) storeChecked(items []ingestItem, from peer.ID) (int, error) {
 			}
 			res, err := n.store.Put(s)
 			if err != nil {
-				return stored, err
+				return stored, n.storeFailed(opSync, err)
 			}
 			switch res {
 			case store.Stored:
@@ -927,7 +932,7 @@ func (n *Node) Fetch(ctx context.Context, c cid.Cid) (*protocol.Signed, error) {
 		if got, err := protocol.EnvelopeCID(env); err != nil || got != c {
 			continue
 		}
-		s, err := n.ingest(cid.Undef, env, p)
+		s, err := n.ingest(cid.Undef, env, p, opFetch)
 		if err == nil || errors.Is(err, errIgnore) {
 			if s == nil {
 				s, err = n.record(c)

@@ -27,6 +27,11 @@ type putReq struct {
 // one transaction and one sync, instead of a sync each (group commit, as
 // in a database's log writer). It returns once the record is on disk.
 func (n *Node) put(s *protocol.Signed) (store.Result, error) {
+	if f := n.putFault.Load(); f != nil {
+		if err := (*f)(); err != nil {
+			return 0, err
+		}
+	}
 	if !n.started.Load() {
 		return n.store.Put(s)
 	}
