@@ -29,9 +29,9 @@ import (
 	"github.com/sangsaeng/sangsaeng/protocol"
 )
 
-// Adversaries for the tests of DESIGN.md section 11: bare libp2p hosts that
-// run whatever gossipsub or sync they like, with keys that are members of a
-// channel or of none.
+// Adversaries for the tests of docs/design.md ("Guarantees"): bare libp2p
+// hosts that run whatever gossipsub or sync they like, with keys that are
+// members of a channel or of none.
 
 // newKey returns a fresh ed25519 identity.
 func newKey(t testing.TB) (crypto.PrivKey, peer.ID) {

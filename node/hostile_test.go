@@ -24,8 +24,9 @@ func TestEquivocationCaughtAfterHeal(t *testing.T) {
 // TestForkEvidenceRelayed is TestEquivocationCaughtAfterHeal where D, a
 // supplier further down the chain, deals with A only through B: it must
 // learn of the record it never saw from B, which holds it as evidence
-// (DESIGN.md section 11: every member eventually holds every record of its
-// channels as long as a path of members connects it to a holder).
+// (docs/design.md, "Guarantees": every member eventually holds every
+// record of its channels as long as a path of members connects it to a
+// holder).
 func TestForkEvidenceRelayed(t *testing.T) {
 	equivocation(t, true)
 }

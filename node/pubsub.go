@@ -92,7 +92,7 @@ func topicChannel(topic string) (cid.Cid, bool) {
 }
 
 // queueSize replaces gossipsub's default queues of 32, which drop messages
-// under bursts well below capacity (DESIGN.md section 7).
+// under bursts well below capacity (docs/design.md, "Network").
 const queueSize = 1024
 
 // validatorConcurrency is how many records of one channel may be in
@@ -316,8 +316,8 @@ func (n *Node) retireLocked(ch cid.Cid, t *channelTopic) {
 }
 
 // validator returns the gossipsub validator of a channel: the decision
-// table of DESIGN.md section 6. An accepted record is durably stored before
-// the validator returns, and so before gossipsub forwards it.
+// table in docs/design.md ("Enforcement"). An accepted record is durably
+// stored before the validator returns, and so before gossipsub forwards it.
 func (n *Node) validator(ch cid.Cid) func(context.Context, peer.ID, *pubsub.Message) pubsub.ValidationResult {
 	return func(_ context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
 		if from == n.self {

@@ -71,7 +71,7 @@ type govNode struct {
 // Membership derives a channel's membership from its genesis and a set of
 // channel-members records. The result is a function of the set: the order
 // of changes, duplicates, and records of other kinds or channels (ignored)
-// make no difference. The rules, in docs/design.md ("Membership"):
+// make no difference. The rules, in docs/design.md ("Channels and membership"):
 //
 //   - Order. A change follows the records it links "after", its author's
 //     changes of lower seq, and, when it removes a member M with lastSeq L,

@@ -22,7 +22,7 @@ import (
 	"golang.org/x/text/message"
 )
 
-// Business kinds (DESIGN.md section 5). The governance kinds are
+// Business kinds (docs/design.md, "Kinds"). The governance kinds are
 // KindChannelGenesis, KindChannelMembers and KindProfile.
 const (
 	// KindOrder is a purchase order (발주).

@@ -23,6 +23,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/sangsaeng/sangsaeng/node"
+	"github.com/sangsaeng/sangsaeng/node/api"
 	"github.com/sangsaeng/sangsaeng/protocol"
 	"github.com/sangsaeng/sangsaeng/store"
 )
@@ -114,7 +115,7 @@ func benchNodeChild(ctx context.Context, env *Env, args []string) error {
 		}()
 	}
 
-	b := &benchNode{n: n, key: key}
+	b := &benchNode{n: n, key: key, home: home}
 	hello := benchMsg{Peer: n.ID().String()}
 	for _, a := range n.Host().Addrs() {
 		hello.Addrs = append(hello.Addrs, a.String()+"/p2p/"+n.ID().String())
@@ -133,6 +134,7 @@ func benchNodeChild(ctx context.Context, env *Env, args []string) error {
 type benchNode struct {
 	n    *node.Node
 	key  crypto.PrivKey
+	home string
 	arms arms
 
 	loadMu sync.Mutex
@@ -243,8 +245,15 @@ func (b *benchNode) handle(ctx context.Context, m benchMsg) benchMsg {
 
 // metrics reads the node's sangsaeng_* counters from its /metrics handler.
 func (b *benchNode) metrics() benchMsg {
+	tok, err := os.ReadFile(filepath.Join(b.home, api.TokenFile))
+	if err != nil {
+		return benchMsg{Error: err.Error()}
+	}
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Host = "127.0.0.1"
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	rec := httptest.NewRecorder()
-	b.n.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	b.n.Handler().ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK {
 		return benchMsg{Error: fmt.Sprintf("/metrics: status %d", rec.Code)}
 	}
