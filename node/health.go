@@ -68,6 +68,7 @@ type health struct {
 	ring   [recentErrors]storeError
 	next   int
 	count  int
+	total  uint64 // failures since start
 	causes map[causeKey]*causeLog
 }
 
@@ -97,6 +98,7 @@ func (n *Node) storeFailed(op string, err error) error {
 	h.ring[h.next] = storeError{at: now, op: op, msg: msg}
 	h.next = (h.next + 1) % recentErrors
 	h.count = min(h.count+1, recentErrors)
+	h.total++
 	k := causeKey{op, causeOf(err)}
 	if h.causes == nil {
 		h.causes = map[causeKey]*causeLog{}

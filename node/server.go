@@ -89,6 +89,7 @@ func (n *Node) Handler() http.Handler {
 	}
 	h("GET /v1/id", n.apiID)
 	h("GET /v1/peers", n.apiPeers)
+	h("GET /v1/status", func(http.ResponseWriter, *http.Request) (any, error) { return n.Status() })
 	h("GET /v1/partners", n.apiPartners)
 	h("POST /v1/partners", n.apiAddPartner)
 	h("DELETE /v1/partners/{id}", n.apiRemovePartner)

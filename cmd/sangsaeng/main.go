@@ -71,6 +71,7 @@ func init() {
 		{"daemon", "[--log-level LEVEL]", "run the node", cmdDaemon},
 		{"id", "", "the node's peer ID, name and addresses", cmdID},
 		{"peers", "", "connected peers", cmdPeers},
+		{"status", "", "the node's health: store, partners, sync lag, errors", cmdStatus},
 		{"partners", "[ls | add PEER-ID MULTIADDR... [--name N] | rm PEER-ID]", "the address book of partner companies", cmdPartners},
 		{"channel", "create | invite | join | ls | show | remove-member", "create, join and inspect channels", cmdChannel},
 		{"publish", "CHANNEL KIND [FILE|-] [--link REL=CID]...", "sign and publish a record; prints its CID", cmdPublish},

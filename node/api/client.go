@@ -147,6 +147,12 @@ func (c *Client) ID(ctx context.Context) (*ID, error) {
 	return &v, c.do(ctx, http.MethodGet, "/v1/id", nil, &v)
 }
 
+// Status returns the node's health at a glance.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var v Status
+	return &v, c.do(ctx, http.MethodGet, "/v1/status", nil, &v)
+}
+
 // Peers lists the connected peers.
 func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
 	var v []Peer

@@ -157,3 +157,77 @@ type Profile struct {
 	// BRN is the Korean business registration number (사업자등록번호), 10 digits.
 	BRN string `json:"brn,omitempty"`
 }
+
+// Status is the node's health at a glance (GET /v1/status, `sangsaeng status`).
+type Status struct {
+	// Healthy is false while Problems is not empty.
+	Healthy  bool     `json:"healthy"`
+	Problems []string `json:"problems,omitempty"`
+	ID       string   `json:"id"`
+	Name     string   `json:"name"`
+	Version  string   `json:"version"`
+	// Started is when the node started (RFC 3339); Uptime in seconds.
+	Started       string        `json:"started"`
+	UptimeSeconds int64         `json:"uptimeSeconds"`
+	Store         StoreStatus   `json:"store"`
+	Peers         PeersStatus   `json:"peers"`
+	Channels      []ChannelLag  `json:"channels"`
+	RecentErrors  []StatusError `json:"recentErrors"`
+}
+
+// StoreStatus describes the node's store.
+type StoreStatus struct {
+	Path      string `json:"path"`
+	Encrypted bool   `json:"encrypted"`
+	Records   int64  `json:"records"`
+	// Bytes is the store's size on disk, as last measured.
+	Bytes int64 `json:"bytes"`
+	// Errors counts store failures since the node started.
+	Errors uint64 `json:"errors"`
+}
+
+// PeersStatus counts partners online and known.
+type PeersStatus struct {
+	// Connected are the partners connected now.
+	Connected []PeerRef `json:"connected"`
+	// Offline are the members of the node's channels not connected now.
+	Offline []PeerRef `json:"offline"`
+}
+
+// PeerRef names a peer.
+type PeerRef struct {
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+}
+
+// ChannelLag is one channel's state of sync.
+type ChannelLag struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Members int    `json:"members"`
+	// OwnHead is the seq of this node's last record in the channel.
+	OwnHead uint64 `json:"ownHead"`
+	// Lag is the most records any one partner held that this node still
+	// lacked after its last sync with that partner (0 when caught up).
+	Lag uint64 `json:"lag"`
+	// Partners is the sync state with each other member.
+	Partners []PartnerSync `json:"partners"`
+}
+
+// PartnerSync is the state of sync with one member of a channel.
+type PartnerSync struct {
+	PeerRef
+	Online bool `json:"online"`
+	// Behind, Last and Error are those of the last sync (see SyncStatus);
+	// Last is empty when none has finished since the node started.
+	Behind uint64 `json:"behind"`
+	Last   string `json:"last,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// StatusError is one recent store failure.
+type StatusError struct {
+	Time    string `json:"time"`
+	Op      string `json:"op"`
+	Message string `json:"message"`
+}
