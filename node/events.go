@@ -8,13 +8,30 @@ import (
 	"github.com/sangsaeng/sangsaeng/protocol"
 )
 
-// hub fans accepted records out to subscribers: the API's event streams and
-// in-process watchers. A subscriber that falls behind loses events rather
-// than slowing the node; it can catch up from the store.
+// hub fans accepted records out to in-process watchers (Watch), and wakes
+// the API's event streams, which read the records from the store's arrival
+// index themselves (see apiEvents). A watcher that falls behind loses
+// events rather than slowing the node; an event stream cannot fall behind
+// that way, since it holds no queue.
 type hub struct {
 	mu     sync.Mutex
 	subs   map[*watcher]struct{}
 	closed bool
+	wake   chan struct{} // closed at the next record or at close; nil while nobody waits
+}
+
+// next returns a channel closed when the next record is accepted or the
+// hub closes, and whether it is closed already.
+func (h *hub) next() (<-chan struct{}, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, true
+	}
+	if h.wake == nil {
+		h.wake = make(chan struct{})
+	}
+	return h.wake, false
 }
 
 type watcher struct {
@@ -51,6 +68,10 @@ func (h *hub) unsubscribe(w *watcher) {
 func (h *hub) publish(s *protocol.Signed) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.wake != nil {
+		close(h.wake)
+		h.wake = nil
+	}
 	ch := s.ChannelOf()
 	for w := range h.subs {
 		if w.channel.Defined() && w.channel != ch {
@@ -71,6 +92,10 @@ func (h *hub) close() {
 		return
 	}
 	h.closed = true
+	if h.wake != nil {
+		close(h.wake)
+		h.wake = nil
+	}
 	for w := range h.subs {
 		close(w.ch)
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -626,7 +627,23 @@ func (n *Node) apiSchema(_ http.ResponseWriter, r *http.Request) (any, error) {
 	return rawBody{ctype: "application/schema+json", b: b}, nil
 }
 
-// apiEvents streams accepted records as server-sent events.
+// eventPageBytes bounds the envelopes an event stream reads from the store
+// at once, and so what one client costs in memory.
+const eventPageBytes = 1 << 20
+
+// eventWriteTimeout is how long a client may take to read a page of
+// events before its stream is closed (it resumes with Last-Event-ID).
+const eventWriteTimeout = time.Minute
+
+// apiEvents streams accepted records as server-sent events, in the order
+// the store took them: each event's id is the record's arrival number (see
+// docs/design.md, "Event stream"). A client that reconnects with
+// Last-Event-ID, or asks ?since=N, gets every record after that number,
+// then the new ones as they come, with no gap and no repeat. Without
+// either, the stream starts with the records that arrive from now on. The
+// stream reads from the store, a page of at most eventPageBytes at a time,
+// so a slow client falls behind without losing anything or growing a
+// queue; one that stops reading for eventWriteTimeout is disconnected.
 func (n *Node) apiEvents(w http.ResponseWriter, r *http.Request) (any, error) {
 	ch := cid.Undef
 	if s := r.URL.Query().Get("channel"); s != "" {
@@ -636,36 +653,80 @@ func (n *Node) apiEvents(w http.ResponseWriter, r *http.Request) (any, error) {
 		}
 		ch = c
 	}
+	after := n.store.LastArrival()
+	from, what := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
+	if from == "" {
+		from, what = r.URL.Query().Get("since"), "since"
+	}
+	if from != "" {
+		v, err := strconv.ParseUint(from, 10, 64)
+		if err != nil {
+			return nil, badf("%s %q is not an event id: ids are the numbers after \"id:\" in the stream (0 replays every record)", what, from)
+		}
+		after = v
+	}
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		return nil, errors.New("streaming is not supported by this connection")
 	}
-	recs, stop := n.Watch(ch)
-	defer stop()
+	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	_, _ = io.WriteString(w, ": sangsaeng events\n\n")
+	_, _ = io.WriteString(w, ": sangsaeng events\nretry: 1000\n\n")
 	fl.Flush()
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
+	var buf []byte
 	for {
+		// Taken before the read, so that a record stored after it wakes
+		// the loop.
+		wake, closed := n.events.next()
+		if closed {
+			return rawBody{}, nil
+		}
+		recs, next, err := n.store.Arrivals(after, ch, eventPageBytes)
+		if err != nil {
+			n.log.Warn("event stream: cannot read the store", "err", err)
+			j, _ := json.Marshal(api.Error{Code: api.CodeInternal, Message: err.Error()})
+			fmt.Fprintf(w, "event: error\ndata: %s\n\n", j)
+			fl.Flush()
+			return rawBody{}, nil
+		}
+		if len(recs) > 0 || next != after {
+			_ = rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
+			for _, a := range recs {
+				j, err := a.Record.MarshalJSON()
+				if err != nil {
+					continue
+				}
+				buf = fmt.Appendf(buf[:0], "id: %d\nevent: record\ndata: %s\n\n", a.Seq, j)
+				if _, err := w.Write(buf); err != nil {
+					return rawBody{}, nil
+				}
+			}
+			if len(recs) == 0 {
+				// Records of other channels only: move the client's
+				// place on, so that it need not look at them again.
+				buf = fmt.Appendf(buf[:0], "id: %d\n\n", next)
+				if _, err := w.Write(buf); err != nil {
+					return rawBody{}, nil
+				}
+			}
+			fl.Flush()
+			after = next
+			continue
+		}
 		select {
 		case <-r.Context().Done():
 			return rawBody{}, nil
 		case <-keepalive.C:
-			_, _ = io.WriteString(w, ": keepalive\n\n")
-			fl.Flush()
-		case s, ok := <-recs:
-			if !ok {
+			_ = rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
+			if _, err := io.WriteString(w, ": keepalive\n\n"); err != nil {
 				return rawBody{}, nil
 			}
-			j, err := s.MarshalJSON()
-			if err != nil {
-				continue
-			}
-			fmt.Fprintf(w, "id: %s\nevent: record\ndata: %s\n\n", s.CID, j)
 			fl.Flush()
+		case <-wake:
 		}
 	}
 }

@@ -210,7 +210,12 @@ func (s *Store) commit(items []putItem, results []Result) (int, error) {
 			items, results = items[:n], results[:n]
 			continue
 		}
-		err := txn.Commit()
+		fits, err := s.commitNumbered(txn, items, results)
+		if !fits {
+			// The arrival entries did not fit: write half as many records.
+			items, results = items[:max(1, len(items)/2)], results[:max(1, len(items)/2)]
+			continue
+		}
 		if errors.Is(err, badger.ErrConflict) && conflicts < maxConflictRetries {
 			conflicts++
 			backoff(conflicts)
@@ -229,6 +234,34 @@ func (s *Store) commit(items []putItem, results []Result) (int, error) {
 		s.count.Add(added)
 		return n, nil
 	}
+}
+
+// commitNumbered gives each Stored record of the transaction the next
+// arrival number (see arrival.go) and commits it, in number order with
+// every other numbered commit. fits is false, and the transaction
+// discarded, when the arrival entries make it too big.
+func (s *Store) commitNumbered(txn *badger.Txn, items []putItem, results []Result) (fits bool, err error) {
+	s.arrivalMu.Lock()
+	first := s.arrival
+	for i, res := range results {
+		if res != Stored {
+			continue
+		}
+		s.arrival++
+		if err := txn.Set(arrivalKey(s.arrival), encodeArrival(items[i].channel, items[i].cid)); err != nil {
+			s.arrival = first
+			s.arrivalMu.Unlock()
+			txn.Discard()
+			if errors.Is(err, badger.ErrTxnTooBig) && len(results) > 1 {
+				return false, nil
+			}
+			return true, err
+		}
+	}
+	done := make(chan error, 1)
+	txn.CommitWith(func(err error) { done <- err })
+	s.arrivalMu.Unlock()
+	return true, <-done
 }
 
 // backoff waits a little before the nth retry of a conflicting write, so

@@ -49,6 +49,11 @@ type Store struct {
 	rlog *recordLog
 	dir  string
 
+	// arrival is the last arrival number handed out (see arrival.go);
+	// arrivalMu orders numbering and commit.
+	arrivalMu sync.Mutex
+	arrival   uint64
+
 	stopGC chan struct{}
 	gcDone chan struct{}
 }
@@ -184,7 +189,10 @@ func (s *Store) init() error {
 		return nil
 	})
 	s.count.Store(n)
-	return err
+	if err != nil {
+		return err
+	}
+	return s.initArrivals()
 }
 
 // Close stops the value-log GC, waits for calls in progress and closes the

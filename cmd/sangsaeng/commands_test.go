@@ -175,23 +175,46 @@ func TestGetRaw(t *testing.T) {
 
 func TestWatch(t *testing.T) {
 	c := newCLI(t)
-	// The fake daemon sends two records, then ends the stream.
+	// The fake daemon sends events 7 and 8, then ends the stream; the
+	// watch resumes after 8, which the fake refuses.
 	code := c.run("watch", "--channel", "hanbit-daeil", "--json")
-	if code != 1 || !strings.Contains(c.stderr.String(), "closed the stream") {
+	if code != 1 || !strings.Contains(c.stderr.String(), "no events after 8 here") || !strings.Contains(c.stderr.String(), "closed the stream; resuming") {
 		t.Errorf("exit %d, stderr %q", code, c.stderr.String())
 	}
 	lines := strings.Split(strings.TrimSuffix(c.stdout.String(), "\n"), "\n")
 	if len(lines) != 2 {
 		t.Fatalf("watch --json printed %d lines, want 2:\n%s", len(lines), c.stdout.String())
 	}
-	for _, l := range lines {
-		sameJSON(t, "watch line", []byte(l), cannedRecord)
+	for i, l := range lines {
+		var line map[string]any
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatal(err)
+		}
+		if line["event_id"] != float64(7+i) {
+			t.Errorf("line %d: event_id %v, want %d", i, line["event_id"], 7+i)
+		}
+		delete(line, "event_id")
+		b, _ := json.Marshal(line)
+		sameJSON(t, "watch line", b, cannedRecord)
 	}
-	if r := c.d.last(t); r.Path != "/v1/events" || r.Query != "channel=hanbit-daeil" {
-		t.Errorf("request %s?%s", r.Path, r.Query)
+	reqs := c.d.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want 2", len(reqs))
 	}
-	c.run("watch")
-	contains(t, "watch", c.stdout.String(), "2026-11-22T00:30:00.000Z  "+short(chanID)+"  order  "+short(peerA)+" #2  "+cidA+"\n")
+	if r := reqs[0]; r.Path != "/v1/events" || r.Query != "channel=hanbit-daeil" || r.LastEventID != "" {
+		t.Errorf("first request %s?%s Last-Event-ID %q", r.Path, r.Query, r.LastEventID)
+	}
+	if r := reqs[1]; r.LastEventID != "8" {
+		t.Errorf("resumed with Last-Event-ID %q, want 8", r.LastEventID)
+	}
+	c.run("watch", "--since", "0")
+	contains(t, "watch", c.stdout.String(), "7  2026-11-22T00:30:00.000Z  "+short(chanID)+"  order  "+short(peerA)+" #2  "+cidA+"\n")
+	if r := c.d.last(t); r.LastEventID != "8" {
+		t.Errorf("last request Last-Event-ID %q", r.LastEventID)
+	}
+	if code := c.run("watch", "--since", "soon"); code != 2 || !strings.Contains(c.stderr.String(), "want an event id") {
+		t.Errorf("--since soon: exit %d, stderr %q", code, c.stderr.String())
+	}
 }
 
 // API errors print their message; with --json, the error object.

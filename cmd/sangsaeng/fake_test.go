@@ -64,6 +64,7 @@ func ptr[T any](v T) *T { return &v }
 type request struct {
 	Method, Path, Query string
 	Body                []byte
+	LastEventID         string
 }
 
 // fakeDaemon is an httptest server that answers the local API with canned
@@ -116,17 +117,23 @@ func newFakeDaemon(t *testing.T) *fakeDaemon {
 		w.Write(cannedSchema)
 	})
 	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Last-Event-ID") == "8" {
+			// The watch resumed after the last event it printed; this
+			// daemon refuses, which ends the watch.
+			writeError(w, api.Errorf(api.CodeBadRequest, 400, "no events after 8 here"))
+			return
+		}
 		w.Header().Set("Content-Type", "text/event-stream")
-		for _, rec := range []api.Record{cannedRecord, cannedRecord} {
+		for i, rec := range []api.Record{cannedRecord, cannedRecord} {
 			b, _ := json.Marshal(rec)
-			fmt.Fprintf(w, "event: record\ndata: %s\n\n", b)
+			fmt.Fprintf(w, "id: %d\nevent: record\ndata: %s\n\n", 7+i, b)
 		}
 		// Then the daemon stops: the stream ends.
 	})
 	d.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		d.mu.Lock()
-		d.reqs = append(d.reqs, request{r.Method, r.URL.Path, r.URL.RawQuery, body})
+		d.reqs = append(d.reqs, request{r.Method, r.URL.Path, r.URL.RawQuery, body, r.Header.Get("Last-Event-ID")})
 		fail := d.fail
 		d.mu.Unlock()
 		r.Body = io.NopCloser(bytes.NewReader(body))

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -133,12 +132,17 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader, 
 		return resp, nil
 	}
 	defer resp.Body.Close()
+	return nil, readError(resp, method, path)
+}
+
+// readError reads the API error of a response that is not a success.
+func readError(resp *http.Response, method, path string) *Error {
 	e := &Error{Status: resp.StatusCode}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	if json.Unmarshal(b, e) != nil || e.Code == "" {
 		e.Code, e.Message = CodeInternal, fmt.Sprintf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(b))
 	}
-	return nil, e
+	return e
 }
 
 // ID returns the node's identity and addresses.
@@ -303,43 +307,6 @@ func (c *Client) Kinds(ctx context.Context) ([]string, error) {
 func (c *Client) Schema(ctx context.Context, kind string) (json.RawMessage, error) {
 	var v []byte
 	return v, c.do(ctx, http.MethodGet, "/v1/kinds/"+url.PathEscape(kind), nil, &v)
-}
-
-// Watch streams records as the node accepts them, from channel (all channels
-// when empty), calling fn for each until ctx ends or fn returns an error.
-func (c *Client) Watch(ctx context.Context, channel string, fn func(Record) error) error {
-	path := "/v1/events"
-	if channel != "" {
-		path += "?channel=" + url.QueryEscape(channel)
-	}
-	resp, err := c.send(ctx, http.MethodGet, path, nil, "")
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		data, ok := strings.CutPrefix(line, "data: ")
-		if !ok {
-			continue
-		}
-		var r Record
-		if err := json.Unmarshal([]byte(data), &r); err != nil {
-			return fmt.Errorf("watch: bad event: %w", err)
-		}
-		if err := fn(r); err != nil {
-			return err
-		}
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("watch: %w", err)
-	}
-	return fmt.Errorf("watch: the daemon closed the stream")
 }
 
 // Metrics returns the node's Prometheus metrics in the text format.
