@@ -1,5 +1,5 @@
-// Package store persists a node's signed records, their indexes, heads and
-// fork evidence: the envelopes in an append-only record log (log.go), the
-// rest in a Badger database. An encrypted store keeps the envelopes in
-// Badger too, which encrypts them.
+// Package store persists a node's signed records, their indexes, heads,
+// fork evidence and arrival order in a Badger database, whose synced
+// writes make each record durable before Put returns (docs/design.md,
+// "Store").
 package store

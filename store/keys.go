@@ -10,7 +10,7 @@ package store
 // part of a key is written without a length. Values that are "-" are empty.
 //
 //	'v'                                             → layout version (1 byte)
-//	'r' cid                                         → signed envelope, or where it is in the record log
+//	'r' cid                                         → signed envelope
 //	's' ch author seq(8)                            → [len] cid, prev cid (empty when seq = 1)
 //	'c' ch newest(8) cid                            → -
 //	'k' kind newest(8) cid                          → -
@@ -56,13 +56,13 @@ const (
 	pFork     = 'f'
 )
 
-// layoutVersion is the version of the key layout above, stored under 'v':
-// 2 when a record's value under 'r' may point into the record log (see
-// log.go), which layoutInline, 1, stores that keep every envelope in
-// Badger (encrypted ones, and stores written before the log) say.
+// The version of the key layout above, stored under 'v': layoutInline, 1,
+// where every value under 'r' is the envelope; layoutLog, 2, where it may
+// point into the record log that stores without encryption kept until
+// December 2026 (legacy.go moves them to 1 when they are opened).
 const (
-	layoutVersion = 2
-	layoutInline  = 1
+	layoutInline = 1
+	layoutLog    = 2
 )
 
 // maxPart is the longest variable-length key part that one length byte can

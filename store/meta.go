@@ -29,9 +29,6 @@ func (s *Store) PutMeta(ns, key string, val []byte) error {
 	}
 	defer s.leave()
 	err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(metaKey(ns, key), val) })
-	if err == nil {
-		err = s.syncMeta()
-	}
 	if err != nil {
 		return fmt.Errorf("store put %s/%s: %w", ns, key, err)
 	}
@@ -69,9 +66,6 @@ func (s *Store) DeleteMeta(ns, key string) error {
 	}
 	defer s.leave()
 	err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(metaKey(ns, key)) })
-	if err == nil {
-		err = s.syncMeta()
-	}
 	if err != nil {
 		return fmt.Errorf("store delete %s/%s: %w", ns, key, err)
 	}

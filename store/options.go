@@ -21,12 +21,10 @@ type Options struct {
 	// their sizes cannot be 0.
 	EncryptionKey []byte
 
-	// GCInterval is how often the value-log GC runs on an encrypted store.
-	// Zero disables it. A store without encryption has no value-log GC:
-	// records are never overwritten or deleted, so its value log holds no
-	// garbage but old versions of the node's settings, and the GC, which
-	// rewrites values without syncing them and then deletes their old
-	// file, is not safe with writes that Badger does not sync.
+	// GCInterval is how often the value-log GC runs. Zero disables it.
+	// Records are never overwritten or deleted, so the value log holds no
+	// garbage but old versions of the node's settings; the GC rewrites
+	// what is live in a file with synced writes and then deletes it.
 	GCInterval time.Duration
 
 	// MemTableSize is the size in bytes of each Badger memtable. The largest
@@ -51,22 +49,15 @@ type Options struct {
 	// value-log file. The value-log GC rewrites whole files, so smaller files
 	// give disk space back sooner.
 	ValueLogFileSize int64
-
-	// LogSegmentSize is the size in bytes of the record log's segment
-	// files (see log.go), each written with zeros when it is created. A
-	// record must fit in one. It has no effect on an encrypted store,
-	// which keeps its records in Badger, or on segments made before.
-	LogSegmentSize int64
 }
 
 // DefaultOptions returns options sized for a small server: about 35 MB of
 // Badger memory at most (two 8 MB memtables with their write headroom, an
 // 8 MB index cache and a 4 MB block cache; 16 MB with encryption), 64 MB
-// value-log files, 16 MB record-log segments, value-log GC every 10
-// minutes (with encryption), no encryption and no logger. Badger maps its
-// files into memory, so with encryption the pages of records recently
-// written or read count in the process's resident size, as reclaimable
-// file pages; the record log is read through the page cache instead.
+// value-log files, value-log GC every 10 minutes, no encryption and no
+// logger. Badger maps its files into memory, so the pages of records
+// recently written or read count in the process's resident size, as
+// reclaimable file pages.
 func DefaultOptions() Options {
 	return Options{
 		GCInterval:       10 * time.Minute,
@@ -75,7 +66,6 @@ func DefaultOptions() Options {
 		BlockCacheSize:   16 << 20,
 		IndexCacheSize:   8 << 20,
 		ValueLogFileSize: 64 << 20,
-		LogSegmentSize:   16 << 20,
 	}
 }
 
@@ -96,9 +86,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ValueLogFileSize == 0 {
 		o.ValueLogFileSize = d.ValueLogFileSize
-	}
-	if o.LogSegmentSize == 0 {
-		o.LogSegmentSize = d.LogSegmentSize
 	}
 	return o
 }
@@ -123,8 +110,6 @@ func (o Options) Validate() error {
 		return fmt.Errorf("store: negative BlockCacheSize %d", o.BlockCacheSize)
 	case o.IndexCacheSize < 0:
 		return fmt.Errorf("store: negative IndexCacheSize %d", o.IndexCacheSize)
-	case o.LogSegmentSize < 1<<20 || o.LogSegmentSize > 1<<30:
-		return fmt.Errorf("store: LogSegmentSize %d outside [1 MB, 1 GB]", o.LogSegmentSize)
 	case o.ValueLogFileSize < 1<<20 || o.ValueLogFileSize >= 2<<30:
 		return fmt.Errorf("store: ValueLogFileSize %d outside [1 MB, 2 GB)", o.ValueLogFileSize)
 	}

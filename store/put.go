@@ -49,9 +49,8 @@ func (r Result) String() string {
 const maxConflictRetries = 100
 
 // Put writes one record with its index entries and the head it advances, in
-// one transaction, durable before Put returns: its envelope is synced to
-// the record log first (or, with encryption, Badger syncs the
-// transaction). The record must have
+// one transaction, durable before Put returns (Badger syncs it; writes
+// that commit at the same time share a sync). The record must have
 // been verified (protocol.Open or protocol.Seal): the store does not check
 // its signature or CID again.
 func (s *Store) Put(rec *protocol.Signed) (Result, error) {
@@ -68,9 +67,7 @@ func (s *Store) Put(rec *protocol.Signed) (Result, error) {
 // outcome and the results are those of calling Put on each in turn. Every
 // record is checked before anything is written; on an error, the results
 // returned are those of the records written before the failure (a prefix
-// of recs, possibly empty). Records of a failed batch that reached the
-// record log may still be indexed when the store next opens after an
-// unclean stop.
+// of recs, possibly empty).
 func (s *Store) PutBatch(recs []*protocol.Signed) ([]Result, error) {
 	if err := s.enter(); err != nil {
 		return nil, fmt.Errorf("store put: %w", err)
@@ -84,15 +81,6 @@ func (s *Store) PutBatch(recs []*protocol.Signed) ([]Result, error) {
 			return nil, fmt.Errorf("store put %s: %w", describe(r), err)
 		}
 		items[i] = it
-	}
-	if s.rlog != nil {
-		// Held until the records are in Badger, so that a checkpoint
-		// never records a log position ahead of Badger.
-		s.rlog.apply.RLock()
-		defer s.rlog.apply.RUnlock()
-		if err := s.logItems(items); err != nil {
-			return nil, fmt.Errorf("store put: %w", err)
-		}
 	}
 	results := make([]Result, len(items))
 	for start := 0; start < len(items); {
@@ -116,7 +104,7 @@ func describe(r *protocol.Signed) string {
 // putItem is a record checked and taken apart for writing.
 type putItem struct {
 	rec     *protocol.Signed
-	value   []byte // Badger's value under 'r': the envelope, or where it is in the log
+	value   []byte // Badger's value under 'r': the envelope
 	cid     cid.Cid
 	channel cid.Cid
 	author  peer.ID
@@ -283,9 +271,6 @@ func apply(txn *badger.Txn, it *putItem) (Result, error) {
 	} else if !errors.Is(err, badger.ErrKeyNotFound) {
 		return 0, err
 	}
-	if it.value == nil {
-		return 0, fmt.Errorf("store put %s: no value to store (not in the record log)", it.cid)
-	}
 	if err := txn.Set(rk, it.value); err != nil {
 		return 0, err
 	}
@@ -425,108 +410,3 @@ func getU64(txn *badger.Txn, key []byte) (uint64, bool, error) {
 func encodeU64(v uint64) []byte {
 	return keyBuf(make([]byte, 0, 8)).u64(v)
 }
-
-// logItems appends to the record log the records of items the store does
-// not hold yet, and points their values at it. Records already held are
-// left out: apply finds them and counts them as duplicates.
-func (s *Store) logItems(items []putItem) error {
-	recs := make([]logRecord, 0, len(items))
-	idx := make([]int, 0, len(items))
-	err := s.db.View(func(txn *badger.Txn) error {
-		for i := range items {
-			_, err := txn.Get(recordKey(items[i].cid))
-			if err == nil {
-				items[i].value = nil
-				continue
-			}
-			if !errors.Is(err, badger.ErrKeyNotFound) {
-				return err
-			}
-			recs = append(recs, logRecord{cid: items[i].cid.Bytes(), env: items[i].rec.Envelope})
-			idx = append(idx, i)
-		}
-		return nil
-	})
-	if err != nil || len(recs) == 0 {
-		return err
-	}
-	locs, err := s.rlog.append(recs)
-	if err != nil {
-		return err
-	}
-	for k, i := range idx {
-		items[i].value = locs[k].pointer()
-	}
-	return nil
-}
-
-// replay indexes the records of the log written after its last checkpoint
-// that Badger does not hold (the machine went down before Badger's writes
-// reached the disk; after a crash of the process alone they are all
-// there), then checkpoints. They are indexed in log order, which is the
-// order their batches were synced, not always the order Badger committed
-// them: of two records an author signed for one seq, both lost by Badger,
-// the one first in the log holds the slot after the replay, and the other
-// is kept as fork evidence, whichever it was before.
-func (s *Store) replay(recs []replayRecord) error {
-	var stored int
-	items := make([]putItem, 0, maxReplayBatch)
-	flush := func() error {
-		results := make([]Result, len(items))
-		for done := 0; done < len(items); {
-			n, err := s.commit(items[done:], results[done:])
-			if err != nil {
-				return fmt.Errorf("record log replay: %w", err)
-			}
-			done += n
-		}
-		stored += len(items)
-		items = items[:0]
-		return nil
-	}
-	// A record that passed every check when it was written and fails one
-	// now is not dropped: the store acknowledged it.
-	refuse := func(what string, err error) error {
-		return fmt.Errorf("%w: record log replay: %s: %v; the store acknowledged it and will not drop it: open the store with the version of sangsaeng that wrote it", ErrCorrupt, what, err)
-	}
-	for _, r := range recs {
-		c, err := cid.Cast(r.cid)
-		if err != nil {
-			return refuse(fmt.Sprintf("a record at %s offset %d has a bad CID", segmentName(r.loc.seg), r.loc.off), err)
-		}
-		held, err := s.Has(c)
-		if err != nil {
-			return fmt.Errorf("record log replay %s: %w", c, err)
-		}
-		if held {
-			continue
-		}
-		rec, err := protocol.Open(r.env)
-		if err == nil && !rec.CID.Equals(c) {
-			err = fmt.Errorf("the envelope is record %s", rec.CID)
-		}
-		if err != nil {
-			return refuse("record "+c.String()+" does not open", err)
-		}
-		it, err := prepare(rec)
-		if err != nil {
-			return refuse("record "+c.String()+" is refused", err)
-		}
-		it.value = r.loc.pointer()
-		if items = append(items, it); len(items) == maxReplayBatch {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-	}
-	if err := flush(); err != nil {
-		return err
-	}
-	if stored > 0 {
-		s.log.Warn("record log: records indexed again after an unclean stop", "records", stored, "read", len(recs))
-	}
-	return s.rlog.checkpoint()
-}
-
-// maxReplayBatch bounds the records one replay transaction takes.
-const maxReplayBatch = 1000

@@ -557,21 +557,16 @@ func (s *Store) Channels() ([]cid.Cid, error) {
 	return out, nil
 }
 
-// envelope returns the envelope of a record's item: its value, or what
-// the value points at in the record log.
+// envelope returns the envelope of a record's item.
 func (s *Store) envelope(item *badger.Item) ([]byte, error) {
 	v, err := item.ValueCopy(nil)
 	if err != nil {
 		return nil, err
 	}
-	loc, ok := parsePointer(v)
-	if !ok {
-		return v, nil
+	if _, ok := parsePointer(v); ok {
+		return nil, fmt.Errorf("%w: record %x points into a record log this store no longer has", ErrCorrupt, item.Key())
 	}
-	if s.rlog == nil {
-		return nil, fmt.Errorf("%w: record %x points into a record log this store does not have", ErrCorrupt, item.Key())
-	}
-	return s.rlog.read(loc)
+	return v, nil
 }
 
 // getRecord reads and decodes the record with CID c.

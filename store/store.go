@@ -15,10 +15,10 @@ import (
 )
 
 // valueThreshold is the size from which Badger keeps a value in the value
-// log rather than in the LSM tree. Index entries, heads, chain links and
-// pointers into the record log stay in the tree, which keeps it small
-// enough for the caches and fast to scan; the envelopes of an encrypted
-// store, and the node's larger settings, go to the value log.
+// log rather than in the LSM tree. Index entries, heads and chain links
+// stay in the tree, which keeps it small enough for the caches and fast to
+// scan; the envelopes, and the node's larger settings, go to the value
+// log.
 const valueThreshold = 128
 
 // plainBlockCache is the block cache of a store without encryption.
@@ -43,11 +43,7 @@ type Store struct {
 	headsMu sync.Mutex
 	heads   map[string]uint64
 
-	// log holds the envelopes and makes writes durable (see log.go);
-	// nil for an encrypted store, whose envelopes are in Badger, which
-	// syncs its writes itself.
-	rlog *recordLog
-	dir  string
+	dir string
 
 	// arrival is the last arrival number handed out (see arrival.go);
 	// arrivalMu orders numbering and commit.
@@ -56,6 +52,7 @@ type Store struct {
 
 	stopGC chan struct{}
 	gcDone chan struct{}
+	gcRuns atomic.Int64 // passes of the value-log GC, for tests
 }
 
 // Open opens the database in dir, creating it when it does not exist.
@@ -70,20 +67,17 @@ func Open(dir string, opts Options) (*Store, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 
-	// Tables are neither compressed nor, without a key, encrypted, so
-	// Badger reads their blocks straight from the mapped files and needs
-	// little cache of decoded blocks; the heap is kept for the rest. (The
-	// LSM tree holds index entries; envelopes are in the record log, or
-	// with encryption in the value log.)
-	// A small one stays for stores written before, whose tables are
-	// Snappy-compressed until compaction rewrites them.
+	// Tables are not compressed: Badger reads their blocks straight from
+	// the mapped files and needs little cache of decoded blocks, except
+	// with encryption. A small one stays for stores written before,
+	// whose tables are Snappy-compressed until compaction rewrites them.
 	blockCache := opts.BlockCacheSize
 	if len(opts.EncryptionKey) == 0 {
 		blockCache = min(blockCache, plainBlockCache)
 	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{logger.With("component", "badger")}).
-		WithSyncWrites(len(opts.EncryptionKey) > 0).
+		WithSyncWrites(true).
 		WithMemTableSize(opts.MemTableSize).
 		WithNumMemtables(opts.NumMemtables).
 		WithBlockCacheSize(blockCache).
@@ -107,35 +101,17 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{db: db, log: logger, heads: map[string]uint64{}, dir: dir}
 	s.idle.L = &s.mu
-	var replay []replayRecord
-	if len(opts.EncryptionKey) == 0 {
-		// The log holds envelopes in plain; an encrypted store keeps
-		// them in Badger, which encrypts them.
-		if s.rlog, replay, err = openLog(dir, opts.LogSegmentSize, logger); err != nil {
-			_ = db.Close()
-			return nil, fmt.Errorf("store open %s: %w", dir, err)
-		}
-	}
-	fail := func(err error) (*Store, error) {
+	if err := s.init(); err != nil {
 		_ = db.Close()
-		if s.rlog != nil {
-			_ = s.rlog.close(false)
-		}
 		return nil, fmt.Errorf("store open %s: %w", dir, err)
 	}
-	if err := s.init(); err != nil {
-		return fail(err)
-	}
-	if s.rlog != nil {
-		if err := s.replay(replay); err != nil {
-			return fail(err)
-		}
+	if err := s.migrateLog(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("store open %s: %w", dir, err)
 	}
 	// Records are written once and never deleted, so the value log holds
-	// no garbage but the node's own settings. Its GC is left to encrypted
-	// stores: it rewrites values without syncing them when Badger's writes
-	// are not synced, and deletes the old file at once.
-	if opts.GCInterval > 0 && s.rlog == nil {
+	// no garbage but the node's old settings; the GC gives that space back.
+	if opts.GCInterval > 0 {
 		s.stopGC = make(chan struct{})
 		s.gcDone = make(chan struct{})
 		go s.gcLoop(opts.GCInterval)
@@ -146,10 +122,7 @@ func Open(dir string, opts Options) (*Store, error) {
 // init checks the layout version (writing it into a new database) and counts
 // the records.
 func (s *Store) init() error {
-	want := byte(layoutVersion)
-	if s.rlog == nil {
-		want = layoutInline
-	}
+	want := byte(layoutInline)
 	err := s.db.Update(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte{pVersion})
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -158,25 +131,15 @@ func (s *Store) init() error {
 		if err != nil {
 			return err
 		}
-		var have byte
 		err = item.Value(func(v []byte) error {
-			if len(v) != 1 || (v[0] != layoutInline && v[0] != layoutVersion) {
+			if len(v) != 1 || (v[0] != layoutInline && v[0] != layoutLog) {
 				return fmt.Errorf("%w: %x", ErrVersion, v)
 			}
-			have = v[0]
 			return nil
 		})
-		if err == nil && have < want {
-			// Records written from now on are in the log; a binary
-			// that knows only envelopes in Badger must not open it.
-			err = txn.Set([]byte{pVersion}, []byte{want})
-		}
 		return err
 	})
 	if err != nil {
-		return err
-	}
-	if err := s.syncMeta(); err != nil {
 		return err
 	}
 	var n int64
@@ -214,28 +177,9 @@ func (s *Store) Close() error {
 		<-s.gcDone
 	}
 	if err := s.db.Close(); err != nil {
-		if s.rlog != nil {
-			_ = s.rlog.close(false)
-		}
 		return fmt.Errorf("store close: %w", err)
 	}
-	if s.rlog != nil {
-		// Badger flushed its memtables on Close; once its files are
-		// synced, nothing in the log needs replaying.
-		if err := s.rlog.close(true); err != nil {
-			return fmt.Errorf("store close: %w", err)
-		}
-	}
 	return nil
-}
-
-// syncMeta makes durable a write made outside the record log (the node's
-// settings, the layout version), which Badger did not sync.
-func (s *Store) syncMeta() error {
-	if s.rlog == nil {
-		return nil
-	}
-	return syncFiles(s.dir)
 }
 
 // enter registers a call in progress; it fails once the store is closed.
@@ -283,6 +227,7 @@ func (s *Store) runGC() {
 		default:
 		}
 		err := s.db.RunValueLogGC(0.5)
+		s.gcRuns.Add(1)
 		switch {
 		case err == nil:
 			continue

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
@@ -1138,15 +1139,35 @@ func TestOptions(t *testing.T) {
 
 func TestValueLogGCRunsAndStops(t *testing.T) {
 	o := testOptions(t)
-	o.GCInterval = 1 // as often as the ticker allows
+	o.GCInterval = time.Millisecond
+	o.ValueLogFileSize = 1 << 20
 	s := openStore(t, t.TempDir(), o)
 	a := newAuthor(t)
 	ch := testChannel("a")
 	for i := range 50 {
 		mustPut(t, s, a.next(t, ch, "note", int64(i), note("x")), Stored)
+		// Settings rewritten: garbage in the value log.
+		if err := s.PutMeta("settings", "big", bytes.Repeat([]byte{byte(i)}, 64<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitGC := time.Now().Add(30 * time.Second)
+	for s.gcRuns.Load() < 3 {
+		if time.Now().After(waitGC) {
+			t.Fatalf("the value-log GC ran %d times in 30 s", s.gcRuns.Load())
+		}
+		time.Sleep(time.Millisecond)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+	runs := s.gcRuns.Load()
+	time.Sleep(20 * time.Millisecond)
+	if s.gcRuns.Load() != runs {
+		t.Fatalf("the GC ran after Close")
+	}
+	if v, err := openStore(t, s.dir, o).GetMeta("settings", "big"); err != nil || len(v) != 64<<10 || v[0] != 49 {
+		t.Fatalf("settings after the GC: %d bytes, %v", len(v), err)
 	}
 }
 
