@@ -10,9 +10,9 @@ import (
 
 // hub fans accepted records out to in-process watchers (Watch), and wakes
 // the API's event streams, which read the records from the store's arrival
-// index themselves (see apiEvents). A watcher that falls behind loses
-// events rather than slowing the node; an event stream cannot fall behind
-// that way, since it holds no queue.
+// index themselves (see apiEvents). A watcher whose buffer is full is
+// closed rather than slowing the node or skipping records without a word;
+// an event stream cannot fall behind that way, since it holds no queue.
 type hub struct {
 	mu     sync.Mutex
 	subs   map[*watcher]struct{}
@@ -37,7 +37,6 @@ func (h *hub) next() (<-chan struct{}, bool) {
 type watcher struct {
 	ch      chan *protocol.Signed
 	channel cid.Cid // cid.Undef: every channel
-	dropped int
 }
 
 func newHub() *hub { return &hub{subs: map[*watcher]struct{}{}} }
@@ -80,7 +79,10 @@ func (h *hub) publish(s *protocol.Signed) {
 		select {
 		case w.ch <- s:
 		default:
-			w.dropped++
+			// Too far behind: the watcher ends here, after the
+			// records it holds, instead of going on with a gap.
+			delete(h.subs, w)
+			close(w.ch)
 		}
 	}
 }
@@ -104,7 +106,10 @@ func (h *hub) close() {
 
 // Watch returns records as the node accepts them (its own and its
 // partners'), from channel ch or from every channel when ch is cid.Undef,
-// and a function that stops the watch.
+// and a function that stops the watch. The channel closes when the node
+// closes, and also when the reader falls 4096 records behind: a watch
+// never skips a record without ending. (The API's event stream has no
+// such limit: it reads from the store.)
 func (n *Node) Watch(ch cid.Cid) (<-chan *protocol.Signed, func()) {
 	w := n.events.subscribe(ch, 4096)
 	return w.ch, func() { n.events.unsubscribe(w) }

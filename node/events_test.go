@@ -12,6 +12,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/sangsaeng/sangsaeng/node/api"
+	"github.com/sangsaeng/sangsaeng/protocol"
 )
 
 // arrivalOrder returns every record n holds, in the order of its arrival
@@ -209,4 +210,28 @@ func TestEventStreamReconnects(t *testing.T) {
 	}
 	f.check(t, b)
 	t.Logf("%d records through %d reconnections", total, n)
+}
+
+// TestWatcherEndsWhenBehind: an in-process watcher whose buffer is full
+// is closed after the records it holds, never left to go on with a gap;
+// the others keep theirs.
+func TestWatcherEndsWhenBehind(t *testing.T) {
+	h := newHub()
+	slow, fast := h.subscribe(cid.Undef, 2), h.subscribe(cid.Undef, 8)
+	recs := make([]*protocol.Signed, 3)
+	for i := range recs {
+		recs[i] = &protocol.Signed{CID: protocol.Sum([]byte(fmt.Sprint(i))), Record: &protocol.Record{Channel: protocol.Sum([]byte("ch"))}}
+		h.publish(recs[i])
+	}
+	var got []cid.Cid
+	for s := range slow.ch {
+		got = append(got, s.CID)
+	}
+	if len(got) != 2 || got[0] != recs[0].CID || got[1] != recs[1].CID {
+		t.Fatalf("the slow watcher got %v, want the first two records and then its end", got)
+	}
+	if len(fast.ch) != 3 {
+		t.Fatalf("the other watcher holds %d records, want 3", len(fast.ch))
+	}
+	h.close()
 }
