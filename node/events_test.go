@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,12 +41,12 @@ func arrivalOrder(t *testing.T, n *Node) (ids []uint64, cids []string) {
 // follower collects what a watch of the event stream gets.
 type follower struct {
 	mu   sync.Mutex
-	ids  []uint64
+	ids  []string
 	cids []string
 	kind map[string]int
 }
 
-func (f *follower) add(id uint64, r api.Record) {
+func (f *follower) add(id string, r api.Record) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ids = append(f.ids, id)
@@ -61,13 +63,28 @@ func (f *follower) count(kind string) int {
 	return f.kind[kind]
 }
 
-func (f *follower) last() uint64 {
+func (f *follower) last() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.ids) == 0 {
-		return 0
+		return ""
 	}
 	return f.ids[len(f.ids)-1]
+}
+
+// eventNumber takes the arrival number out of an event id, checking its
+// epoch.
+func eventNumber(t *testing.T, n *Node, id string) uint64 {
+	t.Helper()
+	epoch, num, ok := strings.Cut(id, "-")
+	if !ok || epoch != n.store.ArrivalEpoch() {
+		t.Fatalf("event id %q is not of the store's epoch %s", id, n.store.ArrivalEpoch())
+	}
+	v, err := strconv.ParseUint(num, 10, 64)
+	if err != nil {
+		t.Fatalf("event id %q: %v", id, err)
+	}
+	return v
 }
 
 // check compares what the follower got with n's arrival order: every
@@ -77,17 +94,19 @@ func (f *follower) check(t *testing.T, n *Node) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	ids, cids := arrivalOrder(t, n)
-	for i := 1; i < len(f.ids); i++ {
-		if f.ids[i] <= f.ids[i-1] {
-			t.Fatalf("event %d has id %d after %d", i, f.ids[i], f.ids[i-1])
+	nums := make([]uint64, len(f.ids))
+	for i, id := range f.ids {
+		nums[i] = eventNumber(t, n, id)
+		if i > 0 && nums[i] <= nums[i-1] {
+			t.Fatalf("event %d has id %s after %s", i, f.ids[i], f.ids[i-1])
 		}
 	}
 	if len(f.cids) != len(cids) {
 		t.Fatalf("the watch got %d records, the node holds %d", len(f.cids), len(cids))
 	}
 	for i := range cids {
-		if f.cids[i] != cids[i] || f.ids[i] != ids[i] {
-			t.Fatalf("event %d: id %d %s, the node's arrival %d is %s", i, f.ids[i], f.cids[i], ids[i], cids[i])
+		if f.cids[i] != cids[i] || nums[i] != ids[i] {
+			t.Fatalf("event %d: id %s %s, the node's arrival %d is %s", i, f.ids[i], f.cids[i], ids[i], cids[i])
 		}
 	}
 }
@@ -120,7 +139,7 @@ func TestEventStreamResume(t *testing.T) {
 
 	// First session: from the start, stopped after 10 records.
 	f := &follower{}
-	err := c.Watch(ctx, api.WatchOptions{Since: 0}, func(id uint64, r api.Record) error {
+	err := c.Watch(ctx, api.WatchOptions{Since: "0"}, func(id string, r api.Record) error {
 		f.add(id, r)
 		if len(f.ids) == 10 {
 			return errEnough
@@ -138,7 +157,7 @@ func TestEventStreamResume(t *testing.T) {
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- c.Watch(wctx, api.WatchOptions{Since: f.last()}, func(id uint64, r api.Record) error {
+		done <- c.Watch(wctx, api.WatchOptions{Since: f.last()}, func(id string, r api.Record) error {
 			f.add(id, r)
 			return nil
 		})
@@ -152,10 +171,55 @@ func TestEventStreamResume(t *testing.T) {
 	}
 	f.check(t, b)
 
-	// A bad id is refused with a message that says what an id is.
+	// A bad id is refused with a message that says what an id is; an
+	// id of another numbering (a store rebuilt since), or beyond the last
+	// number (a store restored from an older backup), with what to do.
 	status, e, _ := h.do(t, "GET", "/v1/events?since=yesterday", nil)
 	if status != http.StatusBadRequest || e.Code != api.CodeBadRequest {
 		t.Fatalf("since=yesterday: %d %+v", status, e)
+	}
+	for _, id := range []string{"0123456789abcdef-5", fmt.Sprintf("%s-%d", b.store.ArrivalEpoch(), b.store.LastArrival()+1)} {
+		status, e, _ = h.do(t, "GET", "/v1/events?since="+id, nil)
+		if status != http.StatusConflict || e.Code != api.CodeStaleEventID || !strings.Contains(e.Message, "since=0") {
+			t.Fatalf("since=%s: %d %+v", id, status, e)
+		}
+	}
+}
+
+// TestEventStreamLiveResume: a watch that starts with the next record and
+// loses its connection before any record came resumes from where it
+// started, not from whatever is the next record when it is back: the
+// records stored while it was away reach it.
+func TestEventStreamLiveResume(t *testing.T) {
+	a, b := startNode(t, "A"), startNode(t, "B")
+	ch := link(t, a, b, "x")
+	h := newAPIHarness(t, b)
+	c := api.NewClient(h.srv.URL, h.token)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	f := &follower{}
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Watch(ctx, api.WatchOptions{}, func(id string, r api.Record) error {
+			f.add(id, r)
+			return nil
+		})
+	}()
+	waitFor(t, "the stream to wait for records", 10*time.Second, func() bool {
+		b.events.mu.Lock()
+		defer b.events.mu.Unlock()
+		return b.events.wake != nil
+	})
+	h.srv.CloseClientConnections()
+	for i := range 20 {
+		if _, err := a.Publish(ctx, ch, "note", map[string]any{"text": fmt.Sprint("away ", i)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the notes stored while the watch was away", 30*time.Second, func() bool { return f.count("note") == 20 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -175,11 +239,11 @@ func TestEventStreamReconnects(t *testing.T) {
 	retries := 0
 	done := make(chan error, 1)
 	go func() {
-		done <- c.Watch(ctx, api.WatchOptions{Since: 0, Retrying: func(error, time.Duration) {
+		done <- c.Watch(ctx, api.WatchOptions{Since: "0", Retrying: func(error, time.Duration) {
 			mu.Lock()
 			retries++
 			mu.Unlock()
-		}}, func(id uint64, r api.Record) error {
+		}}, func(id string, r api.Record) error {
 			f.add(id, r)
 			return nil
 		})

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -90,7 +91,7 @@ func (n *Node) storeFailed(op string, err error) error {
 	n.metrics.storeErrors.WithLabelValues(op).Inc()
 	msg := err.Error()
 	if len(msg) > maxErrorMessage {
-		msg = msg[:maxErrorMessage]
+		msg = strings.ToValidUTF8(msg[:maxErrorMessage], "") // not a cut rune
 	}
 	now := time.Now()
 	h := &n.health
@@ -124,7 +125,7 @@ func (n *Node) storeFailed(op string, err error) error {
 	}
 	h.mu.Unlock()
 	if logNow {
-		n.log.Error("store failed; records are not held until it works again (see `sangsaeng status`); further failures of this cause are counted, not logged, for a minute",
+		n.log.Error("store failed; records are not held until it works again (see `sangsaeng status`); further failures of this cause are counted, not logged, for "+every.String(),
 			"op", op, "cause", k.cause, "err", msg)
 	}
 	return &storeFailure{op: op, err: err}

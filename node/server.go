@@ -627,6 +627,28 @@ func (n *Node) apiSchema(_ http.ResponseWriter, r *http.Request) (any, error) {
 	return rawBody{ctype: "application/schema+json", b: b}, nil
 }
 
+// parseEventID reads where a client wants its stream to start: 0 (every
+// record), a number of this store's numbering, or an id as the stream
+// gives them, EPOCH-N. An id of another epoch (the store was rebuilt
+// since), or beyond the last number handed out (it was restored from an
+// older backup), is refused: its number would name another place.
+func (n *Node) parseEventID(what, v string) (uint64, error) {
+	epoch, num, hasEpoch := strings.Cut(v, "-")
+	if !hasEpoch {
+		num = epoch
+	}
+	x, err := strconv.ParseUint(num, 10, 64)
+	if err != nil {
+		return 0, badf("%s %q is not an event id: ids are what follows \"id:\" in the stream, such as %s-42 (0 replays every record)", what, v, n.store.ArrivalEpoch())
+	}
+	if x != 0 && ((hasEpoch && epoch != n.store.ArrivalEpoch()) || x > n.store.LastArrival()) {
+		return 0, api.Errorf(api.CodeStaleEventID, http.StatusConflict,
+			"%s %q is from another numbering of this node's records (its store was restored from a backup or rebuilt since); this node now numbers them %s-N. Start again with since=0 and skip the records already seen by their CID",
+			what, v, n.store.ArrivalEpoch())
+	}
+	return x, nil
+}
+
 // eventPageBytes bounds the envelopes an event stream reads from the store
 // at once, and so what one client costs in memory.
 const eventPageBytes = 1 << 20
@@ -659,9 +681,9 @@ func (n *Node) apiEvents(w http.ResponseWriter, r *http.Request) (any, error) {
 		from, what = r.URL.Query().Get("since"), "since"
 	}
 	if from != "" {
-		v, err := strconv.ParseUint(from, 10, 64)
+		v, err := n.parseEventID(what, from)
 		if err != nil {
-			return nil, badf("%s %q is not an event id: ids are the numbers after \"id:\" in the stream (0 replays every record)", what, from)
+			return nil, err
 		}
 		after = v
 	}
@@ -673,7 +695,11 @@ func (n *Node) apiEvents(w http.ResponseWriter, r *http.Request) (any, error) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	_, _ = io.WriteString(w, ": sangsaeng events\nretry: 1000\n\n")
+	epoch := n.store.ArrivalEpoch()
+	// The place the stream starts from, first: a client that started
+	// with the next record and reconnects before any comes resumes
+	// from here, not from what is the next record by then.
+	fmt.Fprintf(w, ": sangsaeng events\nretry: 1000\nid: %s-%d\n\n", epoch, after)
 	fl.Flush()
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
@@ -698,9 +724,15 @@ func (n *Node) apiEvents(w http.ResponseWriter, r *http.Request) (any, error) {
 			for _, a := range recs {
 				j, err := a.Record.MarshalJSON()
 				if err != nil {
-					continue
+					// Never skipped: the stream ends here, and the
+					// client learns why.
+					n.log.Warn("event stream: a record cannot be shown", "cid", a.Record.CID, "err", err)
+					j, _ := json.Marshal(api.Error{Code: api.CodeInternal, Message: fmt.Sprintf("record %s (event %s-%d) cannot be shown as JSON: %v", a.Record.CID, epoch, a.Seq, err)})
+					fmt.Fprintf(w, "event: error\ndata: %s\n\n", j)
+					fl.Flush()
+					return rawBody{}, nil
 				}
-				buf = fmt.Appendf(buf[:0], "id: %d\nevent: record\ndata: %s\n\n", a.Seq, j)
+				buf = fmt.Appendf(buf[:0], "id: %s-%d\nevent: record\ndata: %s\n\n", epoch, a.Seq, j)
 				if _, err := w.Write(buf); err != nil {
 					return rawBody{}, nil
 				}
@@ -708,7 +740,7 @@ func (n *Node) apiEvents(w http.ResponseWriter, r *http.Request) (any, error) {
 			if len(recs) == 0 {
 				// Records of other channels only: move the client's
 				// place on, so that it need not look at them again.
-				buf = fmt.Appendf(buf[:0], "id: %d\n\n", next)
+				buf = fmt.Appendf(buf[:0], "id: %s-%d\n\n", epoch, next)
 				if _, err := w.Write(buf); err != nil {
 					return rawBody{}, nil
 				}

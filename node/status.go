@@ -58,7 +58,10 @@ func (n *Node) Status() (*api.Status, error) {
 		}
 		own, err := n.store.Head(ch, n.self)
 		if err != nil {
-			return nil, n.storeFailed(opMeta, err)
+			// Reported, not counted: a status poll must not keep the
+			// node unhealthy by itself.
+			st.Healthy = false
+			st.Problems = append(st.Problems, fmt.Sprintf("the store cannot read this node's head in channel %s: %v", snap.name, err))
 		}
 		cl := api.ChannelLag{ID: ch.String(), Name: snap.name, Members: len(snap.members), OwnHead: own, Partners: []api.PartnerSync{}}
 		syncs := n.sync.statusOf(ch)

@@ -6,7 +6,11 @@ package store
 // next arrival number in the transaction that stores it:
 //
 //	'a' arrival(8)  → [len] channel cid
-//	'A'             → - (the index covers every record)
+//	'A'             → epoch(8): the index covers every record
+//
+// The epoch is random, drawn when the index is made: a store restored from
+// a backup keeps it, one rebuilt from scratch gets a new one, so a number
+// is never taken for the same place in another numbering.
 //
 // Numbers are handed out, and the transactions that carry them committed,
 // under one lock (arrivalMu) with Badger's asynchronous commit, which
@@ -19,7 +23,9 @@ package store
 // miss nothing (see docs/design.md, "Event stream").
 
 import (
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -57,6 +63,11 @@ type Arrived struct {
 	Seq    uint64
 	Record *protocol.Signed
 }
+
+// ArrivalEpoch names the store's numbering (16 hex digits): arrival
+// numbers of two stores, or of a store numbered again, are only comparable
+// when their epochs are equal.
+func (s *Store) ArrivalEpoch() string { return s.epoch }
 
 // LastArrival returns the highest arrival number handed out so far (0 for
 // an empty store). A record with that number may still be committing.
@@ -136,9 +147,17 @@ func (s *Store) Arrivals(after uint64, ch cid.Cid, maxBytes int) (recs []Arrived
 func (s *Store) initArrivals() error {
 	done := false
 	err := s.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get([]byte{pArrivalDone})
+		item, err := txn.Get([]byte{pArrivalDone})
 		if err == nil {
 			done = true
+			if err := item.Value(func(v []byte) error {
+				if len(v) == 8 {
+					s.epoch = hex.EncodeToString(v)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
@@ -154,14 +173,32 @@ func (s *Store) initArrivals() error {
 		}
 		return nil
 	})
-	if err != nil || done {
+	if err != nil {
 		return err
+	}
+	if done && s.epoch == "" {
+		// Numbered before epochs: the numbers stand, under a new epoch.
+		epoch, err := newEpoch()
+		if err != nil {
+			return err
+		}
+		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte{pArrivalDone}, epoch) }); err != nil {
+			return err
+		}
+		s.epoch = hex.EncodeToString(epoch)
+	}
+	if done {
+		return nil
 	}
 	// A numbering cut short by a crash starts again from scratch.
 	if err := s.db.DropPrefix([]byte{pArrival}); err != nil {
 		return err
 	}
 	s.arrival = 0
+	epoch, err := newEpoch()
+	if err != nil {
+		return err
+	}
 	type entry struct{ ch, c cid.Cid }
 	var batch []entry
 	flush := func(last bool) error {
@@ -174,7 +211,7 @@ func (s *Store) initArrivals() error {
 			}
 			batch = batch[:0]
 			if last {
-				return txn.Set([]byte{pArrivalDone}, nil)
+				return txn.Set([]byte{pArrivalDone}, epoch)
 			}
 			return nil
 		})
@@ -211,5 +248,14 @@ func (s *Store) initArrivals() error {
 	if err := flush(true); err != nil {
 		return fmt.Errorf("numbering the records' arrivals: %w", err)
 	}
+	s.epoch = hex.EncodeToString(epoch)
 	return nil
+}
+
+func newEpoch() ([]byte, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("arrival epoch: %w", err)
+	}
+	return b, nil
 }

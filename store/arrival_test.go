@@ -154,6 +154,10 @@ func TestArrivalsNumberedOnOpen(t *testing.T) {
 	if _, err := s.PutBatch(want); err != nil {
 		t.Fatal(err)
 	}
+	epoch := s.ArrivalEpoch()
+	if len(epoch) != 16 {
+		t.Fatalf("epoch %q", epoch)
+	}
 	// Take the index away, as in a store from before it.
 	if err := s.db.DropPrefix([]byte{pArrival}, []byte{pArrivalDone}); err != nil {
 		t.Fatal(err)
@@ -170,6 +174,10 @@ func TestArrivalsNumberedOnOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = openStore(t, dir, o)
+	if s.ArrivalEpoch() == epoch || len(s.ArrivalEpoch()) != 16 {
+		t.Fatalf("numbered again under epoch %q, was %q: want a new one", s.ArrivalEpoch(), epoch)
+	}
+	epoch = s.ArrivalEpoch()
 	got := readArrivals(t, s, 0, cid.Undef, 1<<20)
 	if len(got) != len(want) {
 		t.Fatalf("numbered %d records, want %d", len(got), len(want))
@@ -188,7 +196,7 @@ func TestArrivalsNumberedOnOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = openStore(t, dir, o)
-	if s.LastArrival() != 41 {
-		t.Fatalf("last arrival %d after reopen, want 41", s.LastArrival())
+	if s.LastArrival() != 41 || s.ArrivalEpoch() != epoch {
+		t.Fatalf("last arrival %d, epoch %s after reopen, want 41, %s", s.LastArrival(), s.ArrivalEpoch(), epoch)
 	}
 }

@@ -310,25 +310,33 @@ func readAt(dir string, files map[uint64]*os.File, loc location) ([]byte, error)
 // migrateLog moves a store's envelopes out of its record log, when it has
 // one (see above).
 func (s *Store) migrateLog() error {
-	start, salt, err := readCheckpoint(s.dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+	migrated, layout := false, byte(0)
+	err := s.db.View(func(txn *badger.Txn) error {
+		if _, err := txn.Get([]byte{pMigrated}); err == nil {
+			migrated = true
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		item, err := txn.Get([]byte{pVersion})
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			layout = v[0] // init checked it
+			return nil
+		})
+	})
 	if err != nil {
 		return err
 	}
-	migrated := false
-	err = s.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get([]byte{pMigrated})
-		if err == nil {
-			migrated = true
-			return nil
+	start, salt, err := readCheckpoint(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if layout == layoutLog && !migrated {
+			return fmt.Errorf("%w: the store keeps its envelopes in a record log, and %s is missing from %s. Put the record log's files (%s, records-*.log) back, or restore the data directory from a backup; a node started on an empty one gets its channels' records back from its partners",
+				ErrCorrupt, checkpointName, s.dir, checkpointName)
 		}
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		return err
-	})
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -431,6 +439,14 @@ func (s *Store) reindex(recs []logRecord) (int, error) {
 // maxReplayBatch bounds the records one replay transaction takes.
 const maxReplayBatch = 1000
 
+// inlineChunk is how many pointers one transaction of inlineEnvelopes
+// replaces at most; inlineFault, when set (by tests), is called before
+// each chunk is committed and stops the move with its error.
+var (
+	inlineChunk = 1000
+	inlineFault func(chunk int) error
+)
+
 // inlineEnvelopes replaces every pointer into the log by its envelope,
 // a chunk of records per synced transaction, and then marks the store as
 // moved.
@@ -441,7 +457,7 @@ func (s *Store) inlineEnvelopes() (int, error) {
 			f.Close()
 		}
 	}()
-	moved := 0
+	moved, chunks := 0, 0
 	seek := []byte{pRecord}
 	for {
 		type ptr struct {
@@ -455,7 +471,7 @@ func (s *Store) inlineEnvelopes() (int, error) {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pRecord}})
 			defer it.Close()
 			for it.Seek(seek); it.Valid(); it.Next() {
-				if len(chunk) == 1000 {
+				if len(chunk) == inlineChunk {
 					final = false
 					break
 				}
@@ -491,7 +507,7 @@ func (s *Store) inlineEnvelopes() (int, error) {
 			}
 			if _, err := load(c, env); err != nil {
 				txn.Discard()
-				return moved, fmt.Errorf("record log: the envelope of %s: %w", c, err)
+				return moved, fmt.Errorf("record log: the envelope of %s: %w. Nothing was deleted. Restore the data directory from a backup, or move it aside and start the node on an empty one: its partners give it its channels' records back", c, err)
 			}
 			err = txn.Set(p.key, env)
 			if errors.Is(err, badger.ErrTxnTooBig) {
@@ -506,6 +522,13 @@ func (s *Store) inlineEnvelopes() (int, error) {
 			}
 			moved++
 		}
+		if inlineFault != nil {
+			if err := inlineFault(chunks); err != nil {
+				txn.Discard()
+				return moved, err
+			}
+		}
+		chunks++
 		if final {
 			// The marker goes with the last chunk.
 			if err := txn.Set([]byte{pVersion}, []byte{layoutInline}); err != nil {

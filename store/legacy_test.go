@@ -207,21 +207,39 @@ func TestLayout2LostBadger(t *testing.T) {
 	}
 }
 
-// TestLayout2MoveCutShort: a move cut short after it marked the store
-// (only the deletion left) finishes on the next open; one cut short before
-// starts again and loses nothing.
+// TestLayout2MoveCutShort: a move that stops in the middle (here after two
+// of five chunks were committed) starts again at the next open and loses
+// nothing; one cut short after it marked the store, with only the
+// deletion left, finishes it.
 func TestLayout2MoveCutShort(t *testing.T) {
 	dir, want := unpackLayout2(t)
 	clean := filepath.Join(dir, "clean")
-	// Keep a copy of the log to put back, as if the deletion never ran.
 	saved := t.TempDir()
 	for _, p := range logLeft(t, clean) {
 		copyFile(t, p, filepath.Join(saved, filepath.Base(p)))
 	}
+	inlineChunk = 50
+	inlineFault = func(chunk int) error {
+		if chunk == 2 {
+			return errors.New("the machine went down")
+		}
+		return nil
+	}
+	t.Cleanup(func() { inlineChunk, inlineFault = 1000, nil })
+	if _, err := Open(clean, testOptions(t)); err == nil || !strings.Contains(err.Error(), "the machine went down") {
+		t.Fatalf("open with a fault in the move: %v", err)
+	}
+	if len(logLeft(t, clean)) != 2 {
+		t.Fatalf("a move cut short deleted the log: %v", logLeft(t, clean))
+	}
+	inlineFault = nil
 	s := openStore(t, clean, testOptions(t))
+	checkMigrated(t, s, want, "rschkbfm")
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+
+	// Put the log back, as if the deletion never ran.
 	for _, p := range logLeft(t, saved) {
 		copyFile(t, p, filepath.Join(clean, filepath.Base(p)))
 	}
@@ -229,6 +247,21 @@ func TestLayout2MoveCutShort(t *testing.T) {
 	checkMigrated(t, s, want, "rschkbfm")
 	if left := logLeft(t, clean); len(left) != 0 {
 		t.Errorf("log files left after the second open: %v", left)
+	}
+}
+
+// TestLayout2LogMissing: a store whose envelopes are in a record log that
+// is no longer there is refused, with what to do, not opened with records
+// it cannot read.
+func TestLayout2LogMissing(t *testing.T) {
+	dir, _ := unpackLayout2(t)
+	clean := filepath.Join(dir, "clean")
+	for _, p := range logLeft(t, clean) {
+		os.Remove(p)
+	}
+	_, err := Open(clean, testOptions(t))
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "records.checkpoint is missing") || !strings.Contains(err.Error(), "backup") {
+		t.Fatalf("open without the log: %v", err)
 	}
 }
 

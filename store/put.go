@@ -249,7 +249,13 @@ func (s *Store) commitNumbered(txn *badger.Txn, items []putItem, results []Resul
 	done := make(chan error, 1)
 	txn.CommitWith(func(err error) { done <- err })
 	s.arrivalMu.Unlock()
-	return true, <-done
+	err = <-done
+	if errors.Is(err, badger.ErrTxnTooBig) && len(results) > 1 {
+		// Badger counts the size of its own commit marker only when it
+		// commits; the numbers taken are left unused.
+		return false, nil
+	}
+	return true, err
 }
 
 // backoff waits a little before the nth retry of a conflicting write, so

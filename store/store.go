@@ -49,6 +49,7 @@ type Store struct {
 	// arrivalMu orders numbering and commit.
 	arrivalMu sync.Mutex
 	arrival   uint64
+	epoch     string // of the numbering (arrival.go)
 
 	stopGC chan struct{}
 	gcDone chan struct{}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -17,8 +16,8 @@ import (
 func cmdWatch(ctx context.Context, env *Env, args []string) error {
 	f := env.flags("watch [--channel C] [--since ID]",
 		"Print one line per record as the node stores it, until interrupted: the event id\n"+
-			"(the node's arrival number for the record), time, channel, kind, author and seq,\n"+
-			"CID. With --json, each line is the record in its JSON shape with its event_id\n"+
+			"(EPOCH-N, N the node's arrival number for the record), time, channel, kind,\n"+
+			"author and seq, CID. With --json, each line is the record in its JSON shape with its event_id\n"+
 			"(JSON Lines). --since ID starts after event ID (0: every record the node holds);\n"+
 			"pass the last id printed to go on where an earlier watch stopped. When the\n"+
 			"daemon restarts or the connection drops, watch resumes after the last id it\n"+
@@ -32,12 +31,6 @@ func cmdWatch(ctx context.Context, env *Env, args []string) error {
 	if err := f.nargs(pos, 0, 0); err != nil {
 		return err
 	}
-	from := api.Live
-	if *since != "" {
-		if from, err = strconv.ParseUint(*since, 10, 64); err != nil || from == api.Live {
-			return f.usageErrorf("--since %q: want an event id, a number such as 0 or 1234", *since)
-		}
-	}
 	c, err := env.Client()
 	if err != nil {
 		return err
@@ -46,15 +39,15 @@ func cmdWatch(ctx context.Context, env *Env, args []string) error {
 	defer stop()
 	enc := json.NewEncoder(env.Stdout)
 	enc.SetEscapeHTML(false)
-	o := api.WatchOptions{Channel: *channel, Since: from, Retrying: func(err error, wait time.Duration) {
+	o := api.WatchOptions{Channel: *channel, Since: *since, Retrying: func(err error, wait time.Duration) {
 		fmt.Fprintf(env.Stderr, "sangsaeng: watch: %v; resuming in %v\n", err, wait.Round(time.Millisecond))
 	}}
-	return c.Watch(ctx, o, func(id uint64, r api.Record) error {
+	return c.Watch(ctx, o, func(id string, r api.Record) error {
 		if env.JSON {
 			r.Links = orEmpty(r.Links)
 			return enc.Encode(watchLine{EventID: id, Record: r})
 		}
-		_, err := fmt.Fprintf(env.Stdout, "%d  %s  %s  %s  %s #%d  %s\n",
+		_, err := fmt.Fprintf(env.Stdout, "%s  %s  %s  %s  %s #%d  %s\n",
 			id, r.Time, short(r.Channel), r.Kind, short(r.Author), r.Seq, r.CID)
 		return err
 	})
@@ -62,6 +55,6 @@ func cmdWatch(ctx context.Context, env *Env, args []string) error {
 
 // watchLine is a line of `watch --json`: the record with its event id.
 type watchLine struct {
-	EventID uint64 `json:"event_id"`
+	EventID string `json:"event_id"`
 	api.Record
 }

@@ -33,6 +33,7 @@ const (
 	CodeUnauthorized  = "unauthorized"
 	CodeBadHost       = "bad_host"
 	CodeUnavailable   = "unavailable"
+	CodeStaleEventID  = "stale_event_id"
 	CodeInternal      = "internal"
 )
 

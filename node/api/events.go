@@ -9,45 +9,45 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 )
-
-// Live, as WatchOptions.Since, starts a watch with the records that arrive
-// from now on.
-const Live = ^uint64(0)
 
 // WatchOptions says what Watch follows.
 type WatchOptions struct {
 	// Channel limits the stream to one channel (ID or name); empty is
 	// every channel.
 	Channel string
-	// Since is the event id after which the stream starts: 0 replays
-	// every record the node holds, Live starts with the next record.
-	Since uint64
+	// Since is the event id after which the stream starts, as the stream
+	// gave it (EPOCH-N): "0" replays every record the node holds, and
+	// "" starts with the next record.
+	Since string
 	// Retrying, when set, is told each time the stream broke and is about
 	// to be resumed after wait, with the error that broke it.
 	Retrying func(err error, wait time.Duration)
 }
 
-// Event ids are at most 20 digits; a record's JSON is at most a few
-// times its envelope, and envelopes at most 256 KiB.
+// A record's JSON is at most a few times its envelope, and envelopes at
+// most 256 KiB.
 const maxEventLine = 4 << 20
 
+// maxEventID bounds an event id (16 hex digits, a dash, 20 digits).
+const maxEventID = 64
+
 // Watch follows the node's event stream and calls fn with each record and
-// its event id (the node's arrival number for it), in the order the node
-// stored them. When the stream breaks (the daemon restarts, the network
-// drops), Watch waits and resumes after the last id it saw, so fn sees
-// every record once, in order, with nothing missing. It returns nil when
-// ctx ends, fn's error, or the error of a request the daemon refuses (a
-// bad token, an unknown channel).
-func (c *Client) Watch(ctx context.Context, o WatchOptions, fn func(id uint64, r Record) error) error {
-	last, resume := o.Since, o.Since != Live
+// its event id (EPOCH-N, N the node's arrival number for it), in the order
+// the node stored them. When the stream breaks (the daemon restarts, the
+// network drops), Watch waits and resumes after the last id it saw, so fn
+// sees every record once, in order, with nothing missing. It returns nil
+// when ctx ends, fn's error, the error of a request the daemon refuses (a
+// bad token, an unknown channel, an id from before the node's store was
+// restored or rebuilt), or the error the daemon ended the stream with.
+func (c *Client) Watch(ctx context.Context, o WatchOptions, fn func(id string, r Record) error) error {
+	last := o.Since
 	wait := 250 * time.Millisecond
 	for connected := false; ; {
-		got, err := c.watchOnce(ctx, o.Channel, last, resume, func(id uint64, r *Record) error {
-			last, resume = id, true
+		got, err := c.watchOnce(ctx, o.Channel, last, func(id string, r *Record) error {
+			last = id
 			if r == nil {
 				return nil
 			}
@@ -58,9 +58,12 @@ func (c *Client) Watch(ctx context.Context, o WatchOptions, fn func(id uint64, r
 		}
 		var fnErr callbackError
 		var apiErr *Error
+		var fatal streamError
 		switch {
 		case errors.As(err, &fnErr):
 			return fnErr.err
+		case errors.As(err, &fatal):
+			return err
 		case errors.As(err, &apiErr) && apiErr.Status/100 == 4:
 			return err
 		case errors.Is(err, ErrNoDaemon) && !connected && !got:
@@ -88,9 +91,19 @@ type callbackError struct{ err error }
 
 func (e callbackError) Error() string { return e.err.Error() }
 
+// streamError is a stream that reconnecting would not mend: the daemon
+// ended it with an error, or sent what this client cannot read.
+type streamError struct{ msg string }
+
+func (e streamError) Error() string { return e.msg }
+
+func streamErrorf(format string, args ...any) error {
+	return streamError{fmt.Sprintf(format, args...)}
+}
+
 // watchOnce reads one connection's worth of the stream. got says whether
 // the daemon answered.
-func (c *Client) watchOnce(ctx context.Context, channel string, after uint64, resume bool, fn func(uint64, *Record) error) (got bool, err error) {
+func (c *Client) watchOnce(ctx context.Context, channel, after string, fn func(string, *Record) error) (got bool, err error) {
 	q := url.Values{}
 	if channel != "" {
 		q.Set("channel", channel)
@@ -105,8 +118,8 @@ func (c *Client) watchOnce(ctx context.Context, channel string, after uint64, re
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Accept", "text/event-stream")
-	if resume {
-		req.Header.Set("Last-Event-ID", strconv.FormatUint(after, 10))
+	if after != "" {
+		req.Header.Set("Last-Event-ID", after)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -124,7 +137,7 @@ func (c *Client) watchOnce(ctx context.Context, channel string, after uint64, re
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), maxEventLine)
 	var (
-		id      uint64
+		id      string
 		haveID  bool
 		event   string
 		data    strings.Builder
@@ -144,10 +157,10 @@ func (c *Client) watchOnce(ctx context.Context, channel string, after uint64, re
 				case "", "record":
 					var r Record
 					if err := json.Unmarshal([]byte(data.String()), &r); err != nil {
-						return got, fmt.Errorf("watch: bad event %d: %w", id, err)
+						return got, streamErrorf("watch: event %s is not a record: %v", id, err)
 					}
 					if !haveID {
-						return got, fmt.Errorf("watch: event without an id (is the daemon older than this client?)")
+						return got, streamErrorf("watch: the daemon sent an event without an id (is it older than this client?)")
 					}
 					if err := fn(id, &r); err != nil {
 						return got, callbackError{err}
@@ -155,7 +168,7 @@ func (c *Client) watchOnce(ctx context.Context, channel string, after uint64, re
 				case "error":
 					var e Error
 					_ = json.Unmarshal([]byte(data.String()), &e)
-					return got, fmt.Errorf("watch: the daemon ended the stream: %s", e.Message)
+					return got, streamErrorf("watch: the daemon ended the stream: %s", e.Message)
 				}
 			}
 			haveID, event, hasData = false, "", false
@@ -166,11 +179,10 @@ func (c *Client) watchOnce(ctx context.Context, channel string, after uint64, re
 		value = strings.TrimPrefix(value, " ")
 		switch field {
 		case "id":
-			v, err := strconv.ParseUint(value, 10, 64)
-			if err != nil {
-				return got, fmt.Errorf("watch: bad event id %q", value)
+			if len(value) > maxEventID {
+				return got, streamErrorf("watch: the daemon sent an event id of %d bytes", len(value))
 			}
-			id, haveID = v, true
+			id, haveID = value, true
 		case "event":
 			event = value
 		case "data":
@@ -178,7 +190,7 @@ func (c *Client) watchOnce(ctx context.Context, channel string, after uint64, re
 				data.WriteByte('\n')
 			}
 			if data.Len()+len(value) > maxEventLine {
-				return got, fmt.Errorf("watch: event %d is over %d bytes", id, maxEventLine)
+				return got, streamErrorf("watch: event %s is over %d bytes", id, maxEventLine)
 			}
 			data.WriteString(value)
 			hasData = true
