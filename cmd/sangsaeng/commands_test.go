@@ -259,6 +259,12 @@ func TestNoDaemon(t *testing.T) {
 	if errb.String() != want {
 		t.Errorf("stderr %q, want %q", errb.String(), want)
 	}
+	// status tells monitoring "no daemon" (3) apart from "unhealthy" (1).
+	out.Reset()
+	errb.Reset()
+	if code := run(t.Context(), env, []string{"status", "--home", home, "--api", addr}); code != 3 || !strings.Contains(errb.String(), "sangsaeng daemon") {
+		t.Errorf("status with no daemon: exit %d, stderr %q; want 3 and how to start it", code, errb.String())
+	}
 	// No node at all.
 	errb.Reset()
 	run(t.Context(), env, []string{"id", "--home", filepath.Join(home, "none")})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -14,7 +15,7 @@ import (
 func cmdStatus(ctx context.Context, env *Env, args []string) error {
 	f := env.flags("status", "Print the node's health at a glance (상태): the store, partners online and offline,\n"+
 		"each channel's sync lag, and recent store errors. Exits with status 1 when the node is\n"+
-		"unhealthy: its store failed in the last 10 minutes.")
+		"unhealthy (its store failed in the last 10 minutes), 3 when no daemon answers.")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -27,6 +28,10 @@ func cmdStatus(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	st, err := c.Status(ctx)
+	if errors.Is(err, api.ErrNoDaemon) {
+		// Apart from "unhealthy", for monitoring.
+		return &exitError{code: 3, msg: err.Error()}
+	}
 	if err != nil {
 		return err
 	}
