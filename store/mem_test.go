@@ -14,15 +14,19 @@ import (
 	"github.com/sangsaeng/sangsaeng/protocol"
 )
 
-// TestMemoryFootprint writes 100,000 records, reads them all back and logs
-// the process's resident memory. It is slow, so it runs only when
-// SANGSAENG_STORE_MEMTEST is set:
+// BenchmarkMemoryFootprint writes 100,000 records, lists them all, reopens
+// the store and scans every author, and reports the process's resident
+// memory after each step (rss-*-MB, anon-*-MB) and the time to reopen. It
+// runs once whatever b.N:
 //
-//	SANGSAENG_STORE_MEMTEST=1 go test ./store -run MemoryFootprint -v
-func TestMemoryFootprint(t *testing.T) {
-	if os.Getenv("SANGSAENG_STORE_MEMTEST") == "" {
-		t.Skip("set SANGSAENG_STORE_MEMTEST=1 to run")
+//	go test ./store -run '^$' -bench MemoryFootprint -benchtime 1x
+func BenchmarkMemoryFootprint(b *testing.B) {
+	for range b.N {
+		memoryFootprint(b)
 	}
+}
+
+func memoryFootprint(t *testing.B) {
 	const total, batch = 100_000, 500
 	dir := t.TempDir()
 	s, err := Open(dir, testOptions(t))
@@ -45,8 +49,8 @@ func TestMemoryFootprint(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("wrote %d records in %v", total, time.Since(start))
-	logMem(t, "after writing")
+	t.ReportMetric(time.Since(start).Seconds(), "write-s")
+	logMem(t, "write")
 
 	n := 0
 	cursor := ""
@@ -64,7 +68,7 @@ func TestMemoryFootprint(t *testing.T) {
 	if n != total {
 		t.Fatalf("listed %d records", n)
 	}
-	logMem(t, "after listing all")
+	logMem(t, "list")
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -74,39 +78,46 @@ func TestMemoryFootprint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("reopened in %v, count %d, size %d", time.Since(start), s.Count(), s.Size())
+	t.ReportMetric(float64(time.Since(start).Milliseconds()), "reopen-ms")
+	if s.Count() != total {
+		t.Fatalf("count %d after reopening, want %d", s.Count(), total)
+	}
 	for _, a := range authors {
 		var m int
 		if err := s.ScanAuthor(ch, a.id, 1, func(*protocol.Signed) error { m++; return nil }); err != nil {
 			t.Fatal(err)
 		}
+		if m != total/len(authors) {
+			t.Fatalf("scanned %d records of an author, want %d", m, total/len(authors))
+		}
 	}
-	logMem(t, "after reopening and scanning")
+	logMem(t, "reopen")
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func logMem(t *testing.T, when string) {
+// logMem reports the resident memory now, after a GC, as metrics named
+// after step.
+func logMem(t *testing.B, step string) {
 	runtime.GC()
 	debug.FreeOSMemory()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
-		t.Logf("%s: heap in use %d MB", when, ms.HeapInuse>>20)
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		t.ReportMetric(float64(ms.HeapInuse>>20), "heap-"+step+"-MB")
 		return
 	}
 	defer f.Close()
-	var fields []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		line := sc.Text()
-		for _, k := range []string{"VmRSS:", "VmHWM:", "RssAnon:", "RssFile:"} {
-			if strings.HasPrefix(line, k) {
-				fields = append(fields, strings.Join(strings.Fields(line), " "))
+		for k, name := range map[string]string{"VmRSS:": "rss", "RssAnon:": "anon"} {
+			if v, ok := strings.CutPrefix(sc.Text(), k); ok {
+				var kb float64
+				fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb)
+				t.ReportMetric(kb/1024, name+"-"+step+"-MB")
 			}
 		}
 	}
-	t.Logf("%s: %s; Go heap in use %d MB, Go sys %d MB", when, strings.Join(fields, ", "), ms.HeapInuse>>20, ms.Sys>>20)
 }
