@@ -64,6 +64,8 @@ type Node struct {
 	// cfgMu serialises changes of cfg and of config.toml; it guards the
 	// profile (cfg.Name, cfg.BRN), the one part of cfg that changes.
 	cfgMu sync.RWMutex
+
+	importMu sync.Mutex // one import at a time (import.go)
 	// profileMu serialises SetProfile, so that the profile last saved is
 	// the one last shared.
 	profileMu sync.Mutex

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -23,6 +24,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sangsaeng/sangsaeng/interchange"
 	"github.com/sangsaeng/sangsaeng/node/api"
 	"github.com/sangsaeng/sangsaeng/protocol"
 	"github.com/sangsaeng/sangsaeng/store"
@@ -63,7 +65,11 @@ func (n *Node) Handler() http.Handler {
 			if !authorized(w, r) {
 				return
 			}
-			r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
+			limit := int64(maxRequestBody)
+			if pattern == importRoute {
+				limit = maxImportBytes
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
 			v, err := fn(w, r)
 			if err != nil {
 				writeError(w, apiError(err))
@@ -100,6 +106,7 @@ func (n *Node) Handler() http.Handler {
 	h("POST /v1/channels/{ch}/invite", n.apiInvite)
 	h("POST /v1/channels/{ch}/remove-member", n.apiRemoveMember)
 	h("POST /v1/channels/{ch}/records", n.apiPublish)
+	h(importRoute, n.apiImport)
 	h("POST /v1/join", n.apiJoin)
 	h("PUT /v1/profile", n.apiProfile)
 	h("GET /v1/records", n.apiRecords)
@@ -625,6 +632,61 @@ func (n *Node) apiSchema(_ http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, fmt.Errorf("%w %q (see `sangsaeng kinds`)", protocol.ErrUnknownKind, kind)
 	}
 	return rawBody{ctype: "application/schema+json", b: b}, nil
+}
+
+// importRoute takes a file to import as its body, up to maxImportBytes.
+const importRoute = "POST /v1/channels/{ch}/import"
+
+// apiImport imports the CSV or XLSX file in the body (see Node.Import).
+// The options are query parameters: kind, format, encoding, sheet, file,
+// dry_run, and map, a JSON object of the company's headers to field
+// names. With Accept: application/x-ndjson the answer is a stream of
+// {"progress": …} lines and a last {"report": …} or {"error": …}.
+func (n *Node) apiImport(w http.ResponseWriter, r *http.Request) (any, error) {
+	ch, err := n.resolveChannel(r.PathValue("ch"))
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	o := api.ImportOptions{Kind: q.Get("kind"), Format: q.Get("format"), Encoding: q.Get("encoding"), Sheet: q.Get("sheet"), File: q.Get("file")}
+	if o.Kind == "" {
+		return nil, badf("kind is missing: one of %s", strings.Join(interchange.Kinds(), ", "))
+	}
+	switch v := q.Get("dry_run"); v {
+	case "", "0", "false":
+	case "1", "true":
+		o.DryRun = true
+	default:
+		return nil, badf("dry_run %q: want true or false", v)
+	}
+	if m := q.Get("map"); m != "" {
+		if err := json.Unmarshal([]byte(m), &o.Map); err != nil {
+			return nil, badf("map is not a JSON object of column headers to field names: %v", err)
+		}
+	}
+	if !strings.Contains(r.Header.Get("Accept"), "application/x-ndjson") {
+		return n.Import(r.Context(), ch, r.Body, o, nil)
+	}
+	fl, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	var mu sync.Mutex
+	send := func(v any) {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = enc.Encode(v)
+		if fl != nil {
+			fl.Flush()
+		}
+	}
+	rep, err := n.Import(r.Context(), ch, r.Body, o, func(p api.ImportProgress) { send(map[string]any{"progress": p}) })
+	if err != nil {
+		send(map[string]any{"error": apiError(err), "report": rep})
+	} else {
+		send(map[string]any{"report": rep})
+	}
+	return rawBody{}, nil
 }
 
 // parseEventID reads where a client wants its stream to start: 0 (every

@@ -122,17 +122,22 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader, 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			return nil, fmt.Errorf("%w at %s (start it with `sangsaeng daemon`)", ErrNoDaemon, c.base)
-		}
-		return nil, err
+		return nil, c.dialError(err)
 	}
 	if resp.StatusCode/100 == 2 {
 		return resp, nil
 	}
 	defer resp.Body.Close()
 	return nil, readError(resp, method, path)
+}
+
+// dialError says that no daemon runs when a request could not connect.
+func (c *Client) dialError(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Errorf("%w at %s (start it with `sangsaeng daemon`)", ErrNoDaemon, c.base)
+	}
+	return err
 }
 
 // readError reads the API error of a response that is not a success.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -123,11 +122,7 @@ func (c *Client) watchOnce(ctx context.Context, channel, after string, fn func(s
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			return false, fmt.Errorf("%w at %s (start it with `sangsaeng daemon`)", ErrNoDaemon, c.base)
-		}
-		return false, err
+		return false, c.dialError(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {

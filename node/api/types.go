@@ -231,3 +231,72 @@ type StatusError struct {
 	Op      string `json:"op"`
 	Message string `json:"message"`
 }
+
+// ImportOptions says how POST /v1/channels/{ch}/import reads the file in
+// its body; they travel as query parameters.
+type ImportOptions struct {
+	Kind     string            `json:"kind"`               // order, despatch-advice, …
+	Format   string            `json:"format"`             // csv or xlsx
+	Encoding string            `json:"encoding,omitempty"` // CSV: utf-8 or cp949; detected when empty
+	Sheet    string            `json:"sheet,omitempty"`    // XLSX: the sheet; the first when empty
+	Map      map[string]string `json:"map,omitempty"`      // the company's own headers → field names
+	File     string            `json:"file,omitempty"`     // the file's name, for messages
+	DryRun   bool              `json:"dryRun,omitempty"`   // check and report, publish nothing
+}
+
+// ImportProgress is how far an import is, streamed as it goes when the
+// client accepts application/x-ndjson.
+type ImportProgress struct {
+	Phase     string `json:"phase"` // "check", then "publish"
+	Rows      int    `json:"rows"`
+	Documents int    `json:"documents"`
+	Published int    `json:"published"`
+}
+
+// ImportError is a problem with one cell or row of an imported file.
+type ImportError struct {
+	File    string `json:"file,omitempty"`
+	Row     int    `json:"row,omitempty"`
+	Column  string `json:"column,omitempty"`
+	Value   string `json:"value,omitempty"`
+	Rule    string `json:"rule"`
+	Message string `json:"message"` // `발주.csv row 14, column 수량: "12OO" is not a number`
+}
+
+// ImportedDocument is what an import did with one document.
+type ImportedDocument struct {
+	DocID   string `json:"docId"`
+	Version int64  `json:"docVersion"`
+	// Action: "published" (new), "new-version" (changed since the last
+	// import; links supersedes to it), "unchanged", "older" (the file's
+	// version is below one already published); with dryRun, what would be.
+	Action     string `json:"action"`
+	CID        string `json:"cid,omitempty"`
+	Supersedes string `json:"supersedes,omitempty"`
+	Rows       [2]int `json:"rows"` // first and last row in the file
+	Lines      int    `json:"lines"`
+}
+
+// ImportReport is the answer of an import.
+type ImportReport struct {
+	File      string   `json:"file,omitempty"`
+	Kind      string   `json:"kind"`
+	Channel   string   `json:"channel"`
+	DryRun    bool     `json:"dryRun"`
+	Encoding  string   `json:"encoding,omitempty"`
+	Rows      int      `json:"rows"`
+	Documents int      `json:"documents"`
+	Lines     int      `json:"lines"`
+	Published int      `json:"published"`  // new documents
+	Versions  int      `json:"newVersions"` // changed documents, published as their next version
+	Unchanged int      `json:"unchanged"`
+	Older     int      `json:"older"`
+	Columns   []string `json:"columns"`
+	Ignored   []string `json:"ignoredColumns,omitempty"`
+	// ErrorCount counts the problems found; Errors lists the first 200.
+	// With any, nothing was published.
+	ErrorCount int                `json:"errorCount"`
+	Errors     []ImportError      `json:"errors,omitempty"`
+	Records    []ImportedDocument `json:"records,omitempty"` // the first 1,000
+	Seconds    float64            `json:"seconds"`
+}

@@ -1,0 +1,86 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+)
+
+// Import sends a CSV or XLSX file to the node to import into channel (see
+// ImportOptions). progress, when not nil, is told how far the import is
+// as the node reads and publishes. The report lists every problem found;
+// with any, nothing was published.
+func (c *Client) Import(ctx context.Context, channel string, file io.Reader, o ImportOptions, progress func(ImportProgress)) (*ImportReport, error) {
+	q := url.Values{}
+	q.Set("kind", o.Kind)
+	q.Set("format", o.Format)
+	for k, v := range map[string]string{"encoding": o.Encoding, "sheet": o.Sheet, "file": o.File} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if o.DryRun {
+		q.Set("dry_run", "true")
+	}
+	if len(o.Map) > 0 {
+		b, err := json.Marshal(o.Map)
+		if err != nil {
+			return nil, err
+		}
+		q.Set("map", string(b))
+	}
+	path := "/v1/channels/" + url.PathEscape(channel) + "/import?" + q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, file)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	if progress != nil {
+		req.Header.Set("Accept", "application/x-ndjson")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, c.dialError(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return nil, readError(resp, http.MethodPost, path)
+	}
+	if progress == nil {
+		var rep ImportReport
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&rep); err != nil {
+			return nil, fmt.Errorf("import: the answer is not a report: %w", err)
+		}
+		return &rep, nil
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	for sc.Scan() {
+		var line struct {
+			Progress *ImportProgress `json:"progress"`
+			Report   *ImportReport   `json:"report"`
+			Error    *Error          `json:"error"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			return nil, fmt.Errorf("import: bad answer line: %w", err)
+		}
+		switch {
+		case line.Error != nil:
+			return line.Report, line.Error
+		case line.Report != nil:
+			return line.Report, nil
+		case line.Progress != nil:
+			progress(*line.Progress)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	return nil, errors.New("import: the daemon ended the answer without a report")
+}

@@ -1,0 +1,189 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"golang.org/x/text/encoding/korean"
+
+	"github.com/sangsaeng/sangsaeng/node/api"
+	"github.com/sangsaeng/sangsaeng/protocol"
+)
+
+// cp949CSV writes rows as Korean Excel saves "CSV (쉼표로 분리)": CP949,
+// CRLF, no BOM.
+func cp949CSV(t testing.TB, rows [][]string) []byte {
+	t.Helper()
+	var b strings.Builder
+	for _, r := range rows {
+		b.WriteString(strings.Join(r, ","))
+		b.WriteString("\r\n")
+	}
+	out, err := korean.EUCKR.NewEncoder().Bytes([]byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// kindsHeld counts the records of kind that n holds in ch, by docId and
+// version.
+func docsHeld(t *testing.T, n *Node, ch cid.Cid, kind string) map[string][]*protocol.Signed {
+	t.Helper()
+	out := map[string][]*protocol.Signed{}
+	cursor := ""
+	for {
+		page, next, err := n.store.ByChannel(ch, 1000, cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range page {
+			if s.Record.Kind == kind {
+				id, _ := s.Record.Body["docId"].(string)
+				out[id] = append(out[id], s)
+			}
+		}
+		if next == "" {
+			return out
+		}
+		cursor = next
+	}
+}
+
+// TestImportCSVReachesPartner: A imports a CP949 order file with Korean
+// headers through the API, then a despatch-advice file; B, its partner,
+// receives every document. The same file again publishes nothing; a
+// changed line publishes the next version, linked supersedes; a file with
+// one bad cell publishes nothing and names its row and column.
+func TestImportCSVReachesPartner(t *testing.T) {
+	a, b := startNode(t, "A"), startNode(t, "B")
+	ch := link(t, a, b, "orders")
+	h := newAPIHarness(t, a)
+	c := api.NewClient(h.srv.URL, h.token)
+	ctx := t.Context()
+	orders := [][]string{
+		{"발주번호", "발주일자", "공급사사업자번호", "공급사", "항번", "고객품번", "품명", "수량", "단위", "납기일자"},
+		{"PO-1", "2026.11.20", "312-86-00455", "대성정밀", "1", "00123", "브래킷", "\"1,200\"", "EA", "20261127"},
+		{"PO-1", "2026.11.20", "312-86-00455", "대성정밀", "2", "86511-2S000", "하우징", "350", "EA", "2026-11-30"},
+		{"PO-2", "2026.11.21", "312-86-00455", "대성정밀", "1", "00123", "브래킷", "40", "개", "2026-12-01"},
+	}
+	imp := func(rows [][]string, kind, file string, dry bool) *api.ImportReport {
+		t.Helper()
+		var progressed int
+		rep, err := c.Import(ctx, "orders", bytes.NewReader(cp949CSV(t, rows)), api.ImportOptions{Kind: kind, Format: "csv", File: file, DryRun: dry},
+			func(api.ImportProgress) { progressed++ })
+		if err != nil {
+			t.Fatalf("import %s: %v", file, err)
+		}
+		if progressed == 0 && rep.ErrorCount == 0 && !dry {
+			t.Errorf("import %s: no progress reported", file)
+		}
+		return rep
+	}
+
+	// A dry run publishes nothing and says what would be.
+	rep := imp(orders, "order", "발주.csv", true)
+	if rep.ErrorCount != 0 || rep.Published != 2 || len(rep.Records) != 2 || rep.Encoding != "cp949" || len(docsHeld(t, a, ch, "order")) != 0 {
+		t.Fatalf("dry run: %+v", rep)
+	}
+
+	rep = imp(orders, "order", "발주.csv", false)
+	if rep.ErrorCount != 0 || rep.Documents != 2 || rep.Lines != 3 || rep.Published != 2 {
+		t.Fatalf("import: %+v", rep)
+	}
+	despatch := [][]string{
+		{"납품서번호", "출하일시", "고객사사업자번호", "항번", "발주번호", "발주항번", "고객품번", "수량", "단위", "LOT번호"},
+		{"DN-1", "2026-11-25 14:30", "1388101230", "1", "PO-1", "1", "00123", "600", "EA", "L-2611-01"},
+		{"DN-1", "2026-11-25 14:30", "1388101230", "2", "PO-1", "2", "86511-2S000", "350", "EA", "L-2611-02"},
+	}
+	if rep := imp(despatch, "despatch-advice", "납품.csv", false); rep.ErrorCount != 0 || rep.Published != 1 {
+		t.Fatalf("despatch import: %+v", rep)
+	}
+	waitFor(t, "B to hold the orders and the despatch", 30*time.Second, func() bool {
+		return len(docsHeld(t, b, ch, "order")) == 2 && len(docsHeld(t, b, ch, "despatch-advice")) == 1
+	})
+	po1 := docsHeld(t, b, ch, "order")["PO-1"][0]
+	lines := po1.Record.Body["lines"].([]any)
+	if q := lines[0].(map[string]any)["quantity"].(map[string]any); q["value"] != "1200" || q["unit"] != "H87" {
+		t.Fatalf("B's PO-1 line 1 quantity %v", q)
+	}
+	if p := lines[0].(map[string]any)["item"].(map[string]any)["buyerPartNo"]; p != "00123" {
+		t.Fatalf("part number %v", p)
+	}
+	if po1.Record.Author != a.ID() {
+		t.Fatalf("author %s", po1.Record.Author)
+	}
+
+	// The same file again: nothing new.
+	before := a.store.Count()
+	if rep := imp(orders, "order", "발주.csv", false); rep.Published != 0 || rep.Versions != 0 || rep.Unchanged != 2 {
+		t.Fatalf("second import: %+v", rep)
+	}
+	if a.store.Count() != before {
+		t.Fatalf("the second import stored %d records", a.store.Count()-before)
+	}
+
+	// A changed quantity: PO-1 version 2, superseding version 1.
+	changed := append([][]string(nil), orders...)
+	changed[2] = append([]string(nil), orders[2]...)
+	changed[2][7] = "400"
+	if rep := imp(changed, "order", "발주.csv", false); rep.Versions != 1 || rep.Unchanged != 1 || rep.Published != 0 {
+		t.Fatalf("changed import: %+v", rep)
+	}
+	waitFor(t, "B to hold PO-1 version 2", 30*time.Second, func() bool { return len(docsHeld(t, b, ch, "order")["PO-1"]) == 2 })
+	for _, s := range docsHeld(t, b, ch, "order")["PO-1"] {
+		if s.Record.Body["docVersion"] == int64(2) {
+			if len(s.Record.Links) != 1 || s.Record.Links[0].Rel != "supersedes" || !s.Record.Links[0].CID.Equals(po1.CID) {
+				t.Fatalf("version 2 links %v, want supersedes %s", s.Record.Links, po1.CID)
+			}
+		}
+	}
+
+	// One bad cell: nothing published, the cell named.
+	bad := [][]string{orders[0],
+		{"PO-3", "2026.11.22", "312-86-00455", "대성정밀", "1", "00125", "볼트", "10", "EA", "2026-12-02"},
+		{"PO-3", "2026.11.22", "312-86-00455", "대성정밀", "2", "00126", "너트", "12OO", "EA", "2026-12-02"},
+		{"PO-4", "2026.11.22", "312-86-00455", "대성정밀", "1", "00127", "와셔", "5", "EA", "2026-12-02"},
+	}
+	before = a.store.Count()
+	rep = imp(bad, "order", "발주.csv", false)
+	if rep.ErrorCount != 1 || rep.Published != 0 || rep.Errors[0].Message != `발주.csv row 3, column 수량: "12OO" is not a number` {
+		t.Fatalf("bad file: %+v", rep)
+	}
+	if a.store.Count() != before {
+		t.Fatalf("a file with a bad cell stored %d records", a.store.Count()-before)
+	}
+}
+
+// TestImportRefusals: the API refuses what it cannot import with a
+// message that says what to do.
+func TestImportRefusals(t *testing.T) {
+	a := startNode(t, "A")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := a.CreateChannel(ctx, "x", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	h := newAPIHarness(t, a)
+	for _, c := range []struct {
+		query, body string
+		status      int
+		want        string
+	}{
+		{"?format=csv", "a", 400, "kind is missing"},
+		{"?kind=order&format=pdf", "a", 400, `format "pdf"`},
+		{"?kind=note&format=csv", "doc_id\nA\n", 400, "cannot be imported from a table"},
+		{"?kind=order&format=csv&encoding=latin1", "a", 400, "want utf-8 or cp949"},
+		{"?kind=order&format=xlsx", "not a zip", 400, "not an Excel workbook"},
+		{"?kind=order&format=csv&map=%7B", "a", 400, "map is not a JSON object"},
+	} {
+		status, e, _ := h.do(t, "POST", "/v1/channels/x/import"+c.query, []byte(c.body))
+		if status != c.status || !strings.Contains(e.Message, c.want) {
+			t.Errorf("%s: %d %q, want %d %q", c.query, status, e.Message, c.status, c.want)
+		}
+	}
+}
