@@ -287,7 +287,7 @@ type ImportReport struct {
 	Rows      int      `json:"rows"`
 	Documents int      `json:"documents"`
 	Lines     int      `json:"lines"`
-	Published int      `json:"published"`  // new documents
+	Published int      `json:"published"`   // new documents
 	Versions  int      `json:"newVersions"` // changed documents, published as their next version
 	Unchanged int      `json:"unchanged"`
 	Older     int      `json:"older"`
