@@ -42,6 +42,8 @@ var (
 	decimalRE    = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
 	scientificRE = regexp.MustCompile(`^[0-9](\.[0-9]+)?[eE][+-]?[0-9]+$`)
 	floatRE      = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+	unitRE       = regexp.MustCompile(`^[A-Z0-9]{2,3}$`)
+	currencyRE   = regexp.MustCompile(`^[A-Z]{3}$`)
 )
 
 // unitAliases are the unit names Korean files use for Rec 20 codes.
@@ -110,7 +112,7 @@ func parseValue(k valueKind, c cell, zone *time.Location, enum []string) (any, e
 		if a, ok := unitAliases[u]; ok {
 			u = a
 		}
-		if !regexp.MustCompile(`^[A-Z0-9]{2,3}$`).MatchString(u) {
+		if !unitRE.MatchString(u) {
 			return nil, fmt.Errorf("%q is not a unit: use a UN/ECE Rec 20 code (H87 piece, KGM, MTR, LTR, SET …) or EA, PCS, KG, M", s)
 		}
 		return u, nil
@@ -132,7 +134,7 @@ func parseValue(k valueKind, c cell, zone *time.Location, enum []string) (any, e
 		if a, ok := currencyAliases[s]; ok {
 			v = a
 		}
-		if !regexp.MustCompile(`^[A-Z]{3}$`).MatchString(v) {
+		if !currencyRE.MatchString(v) {
 			return nil, fmt.Errorf("%q is not a currency: use an ISO 4217 code such as KRW, USD, EUR", s)
 		}
 		return v, nil

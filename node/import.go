@@ -166,6 +166,7 @@ func (n *Node) Import(ctx context.Context, ch cid.Cid, r io.Reader, o api.Import
 		}
 		mu.Unlock()
 	}
+	opts.Checked = true // pass 1 did; Publish checks each body again
 	_, _, err = interchange.Read(tmp, size, opts, func(d interchange.Document) error {
 		mu.Lock()
 		stop := firstErr

@@ -103,7 +103,7 @@ func cmdImport(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	if rep.ErrorCount > 0 {
-		return &exitError{code: 1, msg: fmt.Sprintf("%s: %d problems; nothing was published", o.File, rep.ErrorCount)}
+		return &exitError{code: 1, msg: fmt.Sprintf("%s: %s in %s; nothing was published", o.File, plural(rep.ErrorCount, "problem"), plural(rep.Rows, "row"))}
 	}
 	return nil
 }
@@ -125,22 +125,36 @@ func printImport(w io.Writer, rep *api.ImportReport) {
 			fmt.Fprintf(w, "would be %-11s %s v%d  rows %d–%d, %d lines%s\n", d.Action, d.DocID, d.Version, d.Rows[0], d.Rows[1], d.Lines, sup)
 		}
 	}
-	verb := "published"
-	if rep.DryRun || rep.ErrorCount > 0 {
-		verb = "to publish"
+	if rep.ErrorCount > 0 {
+		return // the caller says nothing was published
 	}
-	fmt.Fprintf(w, "%s: %d rows, %d documents, %d lines: %d %s new, %d as new versions, %d unchanged",
-		orDash(rep.File), rep.Rows, rep.Documents, rep.Lines, rep.Published, verb, rep.Versions, rep.Unchanged)
-	if rep.Older > 0 {
-		fmt.Fprintf(w, ", %d older than published", rep.Older)
-	}
+	enc := ""
 	if rep.Encoding != "" {
-		fmt.Fprintf(w, " (%s)", rep.Encoding)
+		enc = " (" + rep.Encoding + ")"
+	}
+	fmt.Fprintf(w, "%s%s: %s, %s, %s: ", orDash(rep.File), enc, plural(rep.Rows, "row"), plural(rep.Documents, "document"), plural(rep.Lines, "line"))
+	if rep.DryRun {
+		fmt.Fprintf(w, "would publish %d new, %d as new versions; %d unchanged", rep.Published, rep.Versions, rep.Unchanged)
+	} else {
+		fmt.Fprintf(w, "%d published new, %d as new versions; %d unchanged", rep.Published, rep.Versions, rep.Unchanged)
+	}
+	if rep.Older > 0 {
+		fmt.Fprintf(w, ", %d older than what was published", rep.Older)
+	}
+	if rep.DryRun {
+		fmt.Fprint(w, " (dry run: nothing published)")
 	}
 	fmt.Fprintln(w)
 	if len(rep.Ignored) > 0 {
 		fmt.Fprintf(w, "columns not imported: %s\n", strings.Join(rep.Ignored, ", "))
 	}
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func orDash(s string) string {
