@@ -160,6 +160,7 @@ func TestSchemaBytes(t *testing.T) {
 func TestSchemaBounds(t *testing.T) {
 	open := map[string]bool{
 		"epcis-event#":                          true, // GS1's shape, open by design
+		"epcis-event#/$defs/quantityList/items": true, // GS1's quantity element, open too
 		"carbon-footprint#/properties/original": true, // a foreign document, passed through
 	}
 	files, _ := filepath.Glob(filepath.Join("schemas", "*.json"))
@@ -765,7 +766,7 @@ func TestGS1Examples(t *testing.T) {
 			}
 		}
 	}
-	for _, f := range []string{"bad_no_tz.json", "bad_noaction.json"} {
+	for _, f := range []string{"bad_no_tz.json", "bad_noaction.json", "bad_bizstep.json", "bad_uom.json"} {
 		for i, e := range events(t, filepath.Join(dir, "invalid", f)) {
 			if err := ValidateBody(KindEPCISEvent, e); !errors.Is(err, ErrInvalidBody) {
 				t.Errorf("%s event %d: %v, want ErrInvalidBody", f, i, err)
@@ -847,6 +848,51 @@ func BenchmarkValidateBody(b *testing.B) {
 	for b.Loop() {
 		if err := ValidateBody(KindOrder, body); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestCBVListsAreGS1s: the bizStep and disposition short names the
+// epcis-event kind takes are exactly those of GS1's EPCIS 2.0 JSON Schema.
+func TestCBVListsAreGS1s(t *testing.T) {
+	dir := gs1Dir(t)
+	var ours struct {
+		Defs map[string]struct {
+			AnyOf []struct {
+				Enum []string `json:"enum"`
+			} `json:"anyOf"`
+		} `json:"$defs"`
+	}
+	raw, _ := Schema(KindEPCISEvent)
+	if err := json.Unmarshal(raw, &ours); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"bizStep", "disposition"} {
+		b, err := os.ReadFile(filepath.Join(dir, "JSON-Schema", "schemas", name+"-JSON-Schema.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var gs1 struct {
+			Definitions map[string]struct {
+				AnyOf []struct {
+					Enum []string `json:"enum"`
+				} `json:"anyOf"`
+			} `json:"definitions"`
+		}
+		if err := json.Unmarshal(b, &gs1); err != nil {
+			t.Fatal(err)
+		}
+		var want, got []string
+		for _, a := range gs1.Definitions[name].AnyOf {
+			want = append(want, a.Enum...)
+		}
+		for _, a := range ours.Defs[name].AnyOf {
+			got = append(got, a.Enum...)
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if len(want) == 0 || !slices.Equal(got, want) {
+			t.Errorf("%s: ours %v, GS1's %v", name, got, want)
 		}
 	}
 }
