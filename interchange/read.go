@@ -71,6 +71,7 @@ type Document struct {
 type RowError struct {
 	File   string `json:"file,omitempty"`
 	Row    int    `json:"row,omitempty"`
+	Event  int    `json:"event,omitempty"` // EPCIS: the event's place in the eventList, from 1
 	Column string `json:"column,omitempty"`
 	Value  string `json:"value,omitempty"`
 	Rule   string `json:"rule"`
@@ -86,11 +87,24 @@ func (e RowError) String() string {
 		}
 		fmt.Fprintf(&b, "row %d", e.Row)
 	}
+	if e.Event > 0 {
+		if b.Len() > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "event %d", e.Event)
+		if e.Value != "" {
+			fmt.Fprintf(&b, " (%s)", e.Value)
+		}
+	}
 	if e.Column != "" {
 		if b.Len() > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "column %s", e.Column)
+		if e.Event > 0 {
+			b.WriteString(e.Column)
+		} else {
+			fmt.Fprintf(&b, "column %s", e.Column)
+		}
 	}
 	if b.Len() > 0 {
 		b.WriteString(": ")
@@ -220,17 +234,22 @@ func (t *csvTable) next() ([]cell, int, error) {
 // lineLimit fails a read once a line runs past maxRowBytes, so that a
 // file without line ends cannot make the CSV reader hold it whole.
 type lineLimit struct {
-	r   io.Reader
-	run int
+	r     io.Reader
+	run   int
+	limit int // maxRowBytes when 0
 }
 
 func (l *lineLimit) Read(p []byte) (int, error) {
+	limit := l.limit
+	if limit == 0 {
+		limit = maxRowBytes
+	}
 	n, err := l.r.Read(p)
 	for _, b := range p[:n] {
 		if b == '\n' {
 			l.run = 0
-		} else if l.run++; l.run > maxRowBytes {
-			return 0, errFile{fmt.Sprintf("a line of the file is longer than %d bytes: is it a CSV file?", maxRowBytes)}
+		} else if l.run++; l.run > limit {
+			return 0, errFile{fmt.Sprintf("a line of the file is longer than %d bytes", limit)}
 		}
 	}
 	return n, err

@@ -78,8 +78,17 @@ func (n *Node) Import(ctx context.Context, ch cid.Cid, r io.Reader, o api.Import
 	if err != nil {
 		return nil, badf("%v", err)
 	}
-	if o.Format != interchange.FormatCSV && o.Format != interchange.FormatXLSX {
-		return nil, badf("format %q: want csv or xlsx", o.Format)
+	switch o.Format {
+	case interchange.FormatCSV, interchange.FormatXLSX:
+	case interchange.FormatEPCIS:
+		if o.Kind == "" {
+			o.Kind = protocol.KindEPCISEvent
+		}
+		if o.Kind != protocol.KindEPCISEvent {
+			return nil, badf("an EPCIS document imports as %s records, not %s", protocol.KindEPCISEvent, o.Kind)
+		}
+	default:
+		return nil, badf("format %q: want csv, xlsx or epcis", o.Format)
 	}
 	if progress == nil {
 		progress = func(api.ImportProgress) {}
@@ -108,12 +117,31 @@ func (n *Node) Import(ctx context.Context, ch cid.Cid, r io.Reader, o api.Import
 	}
 	opts := interchange.Options{Kind: o.Kind, Format: o.Format, Encoding: enc, Sheet: o.Sheet, Map: o.Map, Self: self, File: o.File}
 	rep := &api.ImportReport{File: o.File, Kind: o.Kind, Channel: ch.String(), DryRun: o.DryRun}
+	read := func(fn func(interchange.Document) error) (interchange.Summary, []interchange.RowError, error) {
+		if o.Format != interchange.FormatEPCIS {
+			return interchange.Read(tmp, size, opts, fn)
+		}
+		// An EPCIS event is a document of its own, named by its eventID,
+		// or by its content when it has none.
+		var sum interchange.Summary
+		n, errs, err := interchange.ReadEPCIS(io.NewSectionReader(tmp, 0, size), o.File, func(i int, ev map[string]any) error {
+			id, _ := ev["eventID"].(string)
+			if id == "" {
+				id = "sha256:" + contentHash(ev)
+			}
+			sum.Documents++
+			sum.Lines++
+			return fn(interchange.Document{DocID: id, Body: ev, FirstRow: i, LastRow: i, Lines: 1})
+		})
+		sum.Rows, sum.Errors = n, len(errs)
+		return sum, errs, err
+	}
 
 	// Pass 1: every row, and what would become of each document.
 	var plan []api.ImportedDocument
 	var planErrs []interchange.RowError
 	docs := 0
-	sum, rowErrs, err := interchange.Read(tmp, size, opts, func(d interchange.Document) error {
+	sum, rowErrs, err := read(func(d interchange.Document) error {
 		docs++
 		a, perr := n.importAction(ch, o.Kind, d)
 		if perr != nil {
@@ -167,7 +195,7 @@ func (n *Node) Import(ctx context.Context, ch cid.Cid, r io.Reader, o api.Import
 		mu.Unlock()
 	}
 	opts.Checked = true // pass 1 did; Publish checks each body again
-	_, _, err = interchange.Read(tmp, size, opts, func(d interchange.Document) error {
+	_, _, err = read(func(d interchange.Document) error {
 		mu.Lock()
 		stop := firstErr
 		mu.Unlock()
@@ -194,7 +222,9 @@ func (n *Node) Import(ctx context.Context, ch cid.Cid, r io.Reader, o api.Import
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			d.Body["docVersion"] = a.Version
+			if o.Kind != protocol.KindEPCISEvent {
+				d.Body["docVersion"] = a.Version
+			}
 			var links []protocol.Link
 			if a.Supersedes != "" {
 				c, _ := cid.Decode(a.Supersedes)
@@ -261,6 +291,17 @@ func (n *Node) importAction(ch cid.Cid, kind string, d interchange.Document) (ap
 		return a, &interchange.RowError{Row: d.FirstRow, Rule: fmt.Sprintf("document %s: the store cannot say whether it was imported before: %v", d.DocID, err)}
 	}
 	h := contentHash(d.Body)
+	if kind == protocol.KindEPCISEvent {
+		switch {
+		case !have:
+			a.Action = "published"
+		case prev.Hash == h:
+			a.Action, a.CID = "unchanged", prev.CID
+		default:
+			return a, &interchange.RowError{Event: d.FirstRow, Rule: fmt.Sprintf("event %s was imported before (%s) with other content: an EPCIS event does not change; record a correction as a new event with an errorDeclaration", d.DocID, prev.CID)}
+		}
+		return a, nil
+	}
 	switch {
 	case !have:
 		a.Action, a.Version = "published", max(d.Version, 1)

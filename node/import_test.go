@@ -3,6 +3,8 @@ package node
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -185,5 +187,76 @@ func TestImportRefusals(t *testing.T) {
 		if status != c.status || !strings.Contains(e.Message, c.want) {
 			t.Errorf("%s: %d %q, want %d %q", c.query, status, e.Message, c.status, c.want)
 		}
+	}
+}
+
+// epcisDir finds GS1's EPCIS 2.0 files as protocol's tests do.
+func epcisDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("SANGSAENG_EPCIS_DIR")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "shared", "epcis")
+		if _, err := os.Stat(dir); err != nil {
+			dir = "/work/shared/epcis"
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "examples")); err != nil {
+		if os.Getenv("CI") != "" || os.Getenv("SANGSAENG_CI") != "" {
+			t.Fatalf("GS1 EPCIS files not found: %v", err)
+		}
+		t.Skipf("GS1 EPCIS files not found (%v): put them in ../shared/epcis or set SANGSAENG_EPCIS_DIR (skipped outside CI)", err)
+	}
+	return dir
+}
+
+// TestImportEPCIS: GS1's examples import as epcis-event records that the
+// partner receives; importing one again publishes nothing; an invalid
+// document publishes nothing and says which event breaks which rule.
+func TestImportEPCIS(t *testing.T) {
+	dir := epcisDir(t)
+	a, b := startNode(t, "A"), startNode(t, "B")
+	ch := link(t, a, b, "events")
+	h := newAPIHarness(t, a)
+	c := api.NewClient(h.srv.URL, h.token)
+	ctx := t.Context()
+	examples, _ := filepath.Glob(filepath.Join(dir, "examples", "*.jsonld"))
+	total := 0
+	imp := func(path string) *api.ImportReport {
+		t.Helper()
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		rep, err := c.Import(ctx, "events", f, api.ImportOptions{Format: "epcis", File: filepath.Base(path)}, nil)
+		if err != nil {
+			t.Fatalf("import %s: %v", path, err)
+		}
+		return rep
+	}
+	for _, f := range examples {
+		rep := imp(f)
+		if rep.ErrorCount != 0 || rep.Published == 0 || rep.Published != rep.Documents {
+			t.Fatalf("%s: %+v", f, rep)
+		}
+		total += rep.Published
+	}
+	waitFor(t, "B to hold every event", 30*time.Second, func() bool {
+		n := 0
+		for _, l := range docsHeld(t, b, ch, protocol.KindEPCISEvent) {
+			n += len(l)
+		}
+		return n == total
+	})
+	if rep := imp(examples[0]); rep.Published != 0 || rep.Unchanged == 0 {
+		t.Fatalf("second import: %+v", rep)
+	}
+	before := a.store.Count()
+	rep := imp(filepath.Join(dir, "invalid", "bad_bizstep.json"))
+	if rep.ErrorCount != 1 || rep.Published != 0 || !strings.Contains(rep.Errors[0].Message, "bad_bizstep.json event 1 (ObjectEvent), bizStep") {
+		t.Fatalf("invalid document: %+v", rep)
+	}
+	if a.store.Count() != before {
+		t.Fatal("an invalid document stored records")
 	}
 }

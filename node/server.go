@@ -637,7 +637,8 @@ func (n *Node) apiSchema(_ http.ResponseWriter, r *http.Request) (any, error) {
 // importRoute takes a file to import as its body, up to maxImportBytes.
 const importRoute = "POST /v1/channels/{ch}/import"
 
-// apiImport imports the CSV or XLSX file in the body (see Node.Import).
+// apiImport imports the CSV, XLSX or EPCIS file in the body (see
+// Node.Import).
 // The options are query parameters: kind, format, encoding, sheet, file,
 // dry_run, and map, a JSON object of the company's headers to field
 // names. With Accept: application/x-ndjson the answer is a stream of
@@ -649,7 +650,7 @@ func (n *Node) apiImport(w http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	q := r.URL.Query()
 	o := api.ImportOptions{Kind: q.Get("kind"), Format: q.Get("format"), Encoding: q.Get("encoding"), Sheet: q.Get("sheet"), File: q.Get("file")}
-	if o.Kind == "" {
+	if o.Kind == "" && o.Format != interchange.FormatEPCIS {
 		return nil, badf("kind is missing: one of %s", strings.Join(interchange.Kinds(), ", "))
 	}
 	switch v := q.Get("dry_run"); v {

@@ -17,7 +17,7 @@ import (
 
 // cmdImport publishes the documents of a CSV or XLSX file.
 func cmdImport(ctx context.Context, env *Env, args []string) error {
-	f := env.flags("import csv|xlsx FILE --channel C --kind K [--map MAP.toml] [--sheet NAME] [--encoding E] [--dry-run]",
+	f := env.flags("import csv|xlsx|epcis FILE --channel C [--kind K] [--map MAP.toml] [--sheet NAME] [--encoding E] [--dry-run]",
 		"Publish the documents of a CSV or Excel file in a channel (가져오기): one row per line\n"+
 			"item, rows grouped into documents by document number (발주번호, 납품서번호 …).\n"+
 			"Headers are the kind's field names in Korean or English (발주번호 or doc_id, 품번 or\n"+
@@ -27,7 +27,9 @@ func cmdImport(ctx context.Context, env *Env, args []string) error {
 			"when any is wrong, nothing is published and each problem is listed with its row\n"+
 			"and column. Importing a file again publishes only what changed, as the next\n"+
 			"version of each changed document. --dry-run checks and shows what would be\n"+
-			"published. Kinds: "+strings.Join(interchange.Kinds(), ", ")+".")
+			"published. Kinds: "+strings.Join(interchange.Kinds(), ", ")+".\n"+
+			"epcis FILE reads a GS1 EPCIS 2.0 JSON document: each event becomes an epcis-event\n"+
+			"record (no --kind); an event already imported is not published again.")
 	channel := f.String("channel", "", "the `CHANNEL` to publish in (ID or name)")
 	kind := f.String("kind", "", "the `KIND` of the documents: "+strings.Join(interchange.Kinds(), ", "))
 	mapFile := f.String("map", "", "a TOML `FILE` mapping the file's headers to field names")
@@ -42,11 +44,17 @@ func cmdImport(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	format, file := strings.ToLower(pos[0]), pos[1]
-	if format != interchange.FormatCSV && format != interchange.FormatXLSX {
-		return f.usageErrorf("%q: the first argument is the file's format, csv or xlsx", pos[0])
+	switch format {
+	case interchange.FormatCSV, interchange.FormatXLSX:
+		if *kind == "" {
+			return f.usageErrorf("--kind is required: one of %s", strings.Join(interchange.Kinds(), ", "))
+		}
+	case interchange.FormatEPCIS:
+	default:
+		return f.usageErrorf("%q: the first argument is the file's format, csv, xlsx or epcis", pos[0])
 	}
-	if *channel == "" || *kind == "" {
-		return f.usageErrorf("--channel and --kind are required")
+	if *channel == "" {
+		return f.usageErrorf("--channel is required")
 	}
 	if _, err := interchange.ParseEncoding(*encoding); err != nil {
 		return f.usageErrorf("--encoding: %v", err)
