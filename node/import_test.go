@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -259,4 +260,95 @@ func TestImportEPCIS(t *testing.T) {
 	if a.store.Count() != before {
 		t.Fatal("an invalid document stored records")
 	}
+}
+
+// TestExportImportsBack: a channel's orders exported as CSV (and as
+// XLSX) and imported into another channel are the same documents, the
+// latest version of each; JSON Lines holds every record.
+func TestExportImportsBack(t *testing.T) {
+	a := startNode(t, "A")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	src, err := a.CreateChannel(ctx, "src", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orders := [][]string{
+		{"발주번호", "발주일자", "공급사사업자번호", "공급사", "항번", "고객품번", "품명", "수량", "단위", "납기일자", "비고"},
+		{"PO-1", "2026.11.20", "312-86-00455", "대성정밀", "1", "00123", "브래킷", "\"1,200\"", "EA", "20261127", "긴급, 오전"},
+		{"PO-1", "2026.11.20", "312-86-00455", "대성정밀", "2", "86511-2S000", "하우징", "350", "EA", "2026-11-30", "긴급, 오전"},
+		{"PO-2", "2026.11.21", "312-86-00455", "대성정밀", "1", "00123", "브래킷", "40", "개", "2026-12-01", ""},
+	}
+	for i, r := range orders {
+		for j, c := range r {
+			if strings.Contains(c, ",") && !strings.HasPrefix(c, "\"") {
+				orders[i][j] = "\"" + c + "\""
+			}
+		}
+	}
+	if rep, err := a.Import(ctx, src, bytes.NewReader(cp949CSV(t, orders)), api.ImportOptions{Kind: "order", Format: "csv", File: "po.csv"}, nil); err != nil || rep.Published != 2 {
+		t.Fatalf("import: %v %+v", err, rep)
+	}
+	orders[3][7] = "45" // PO-2 changes: version 2 supersedes 1
+	if rep, err := a.Import(ctx, src, bytes.NewReader(cp949CSV(t, orders)), api.ImportOptions{Kind: "order", Format: "csv", File: "po.csv"}, nil); err != nil || rep.Versions != 1 {
+		t.Fatalf("import: %v %+v", err, rep)
+	}
+	want := map[string]string{}
+	for id, l := range docsHeld(t, a, src, "order") {
+		for _, s := range l {
+			if len(l) == 1 || s.Record.Body["docVersion"] == int64(2) {
+				want[id] = jsonString(t, s.Record.Body)
+			}
+		}
+	}
+	for _, format := range []string{"csv", "xlsx"} {
+		var out bytes.Buffer
+		if err := a.Export(ctx, src, &out, api.ExportOptions{Format: format, Kind: "order"}); err != nil {
+			t.Fatalf("export %s: %v", format, err)
+		}
+		dst, err := a.CreateChannel(ctx, "copy-"+format, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := a.Import(ctx, dst, bytes.NewReader(out.Bytes()), api.ImportOptions{Kind: "order", Format: format, File: "export." + format}, nil)
+		if err != nil || rep.ErrorCount != 0 || rep.Published != 2 {
+			t.Fatalf("import of the %s export: %v %+v", format, err, rep)
+		}
+		got := docsHeld(t, a, dst, "order")
+		for id, w := range want {
+			if len(got[id]) != 1 || jsonString(t, got[id][0].Record.Body) != w {
+				t.Fatalf("%s: %s came back as %v, want %s", format, id, got[id], w)
+			}
+		}
+	}
+	var jl bytes.Buffer
+	if err := a.Export(ctx, src, &jl, api.ExportOptions{Format: "jsonl"}); err != nil {
+		t.Fatal(err)
+	}
+	held, _, err := a.store.ByChannel(src, 1000, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(jl.String(), "\n"); n != len(held) {
+		t.Fatalf("jsonl holds %d lines, the channel %d records", n, len(held))
+	}
+	lines := strings.Split(strings.TrimSpace(jl.String()), "\n")
+	orderLines := 0
+	for _, l := range lines {
+		if strings.Contains(l, `"kind":"order"`) {
+			orderLines++
+		}
+	}
+	if orderLines != 3 {
+		t.Fatalf("jsonl holds %d order records, want 3 (two versions of PO-2):\n%s", orderLines, jl.String())
+	}
+}
+
+func jsonString(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

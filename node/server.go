@@ -107,6 +107,7 @@ func (n *Node) Handler() http.Handler {
 	h("POST /v1/channels/{ch}/remove-member", n.apiRemoveMember)
 	h("POST /v1/channels/{ch}/records", n.apiPublish)
 	h(importRoute, n.apiImport)
+	h("GET /v1/channels/{ch}/export", n.apiExport)
 	h("POST /v1/join", n.apiJoin)
 	h("PUT /v1/profile", n.apiProfile)
 	h("GET /v1/records", n.apiRecords)
@@ -688,6 +689,57 @@ func (n *Node) apiImport(w http.ResponseWriter, r *http.Request) (any, error) {
 		send(map[string]any{"report": rep})
 	}
 	return rawBody{}, nil
+}
+
+// apiExport writes a channel's records as the export's format says (see
+// Node.Export); the options are query parameters: format, kind, since,
+// lang, encoding.
+func (n *Node) apiExport(w http.ResponseWriter, r *http.Request) (any, error) {
+	ch, err := n.resolveChannel(r.PathValue("ch"))
+	if err != nil {
+		return nil, err
+	}
+	q := r.URL.Query()
+	o := api.ExportOptions{Format: q.Get("format"), Kind: q.Get("kind"), Since: q.Get("since"), Lang: q.Get("lang"), Encoding: q.Get("encoding")}
+	ctype := map[string]string{"": "application/x-ndjson", "jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8",
+		"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}[o.Format]
+	if o.Format == "csv" && strings.EqualFold(o.Encoding, "cp949") {
+		ctype = "text/csv; charset=cp949"
+	}
+	// Problems found before anything is written get an error answer;
+	// the body is buffered up to its first write, so a bad option
+	// costs no half-written file.
+	bw := &firstWrite{w: w, ctype: ctype}
+	if err := n.Export(r.Context(), ch, bw, o); err != nil {
+		if !bw.started {
+			return nil, err
+		}
+		// Half a file was sent: break the connection, so that the
+		// client sees an error rather than a short file.
+		n.log.Warn("export cut short", "channel", ch, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	if !bw.started {
+		w.Header().Set("Content-Type", ctype)
+		w.WriteHeader(http.StatusOK)
+	}
+	return rawBody{}, nil
+}
+
+// firstWrite sets the content type and status on the first write.
+type firstWrite struct {
+	w       http.ResponseWriter
+	ctype   string
+	started bool
+}
+
+func (f *firstWrite) Write(p []byte) (int, error) {
+	if !f.started {
+		f.started = true
+		f.w.Header().Set("Content-Type", f.ctype)
+		f.w.WriteHeader(http.StatusOK)
+	}
+	return f.w.Write(p)
 }
 
 // parseEventID reads where a client wants its stream to start: 0 (every

@@ -84,3 +84,24 @@ func (c *Client) Import(ctx context.Context, channel string, file io.Reader, o I
 	}
 	return nil, errors.New("import: the daemon ended the answer without a report")
 }
+
+// Export writes the records of channel to w in the format o says (see
+// ExportOptions).
+func (c *Client) Export(ctx context.Context, channel string, o ExportOptions, w io.Writer) error {
+	q := url.Values{}
+	for k, v := range map[string]string{"format": o.Format, "kind": o.Kind, "since": o.Since, "lang": o.Lang, "encoding": o.Encoding} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	path := "/v1/channels/" + url.PathEscape(channel) + "/export?" + q.Encode()
+	resp, err := c.send(ctx, http.MethodGet, path, nil, "")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("export: the answer broke off (%w); the file is incomplete", err)
+	}
+	return nil
+}

@@ -300,3 +300,13 @@ type ImportReport struct {
 	Records    []ImportedDocument `json:"records,omitempty"` // the first 1,000
 	Seconds    float64            `json:"seconds"`
 }
+
+// ExportOptions says what GET /v1/channels/{ch}/export writes; they
+// travel as query parameters.
+type ExportOptions struct {
+	Format   string `json:"format"`             // jsonl, csv or xlsx
+	Kind     string `json:"kind,omitempty"`     // csv and xlsx: required; jsonl: every kind when empty
+	Since    string `json:"since,omitempty"`    // records from this time on (RFC 3339 or a date)
+	Lang     string `json:"lang,omitempty"`     // csv and xlsx headers: ko (default) or en
+	Encoding string `json:"encoding,omitempty"` // csv: utf-8 with a BOM (default) or cp949
+}

@@ -1,0 +1,151 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/sangsaeng/sangsaeng/interchange"
+	"github.com/sangsaeng/sangsaeng/node/api"
+	"github.com/sangsaeng/sangsaeng/protocol"
+)
+
+// exportPage bounds the envelope bytes an export reads from the store at
+// once.
+const exportPage = 1 << 20
+
+// Export writes the records of channel ch to w: as JSON Lines (one record
+// in its API shape per line), or, for one of the table kinds, as a CSV or
+// XLSX table that `import` reads back into the same documents (the latest
+// version of each: a document superseded by another is left out). Records
+// come in the order the node stored them. (See docs/design.md,
+// "Interchange".)
+func (n *Node) Export(ctx context.Context, ch cid.Cid, w io.Writer, o api.ExportOptions) error {
+	if !n.gov.isJoined(ch) {
+		return fmt.Errorf("export %s: %w", ch, ErrNotJoined)
+	}
+	var since int64
+	if o.Since != "" {
+		t, err := parseSince(o.Since)
+		if err != nil {
+			return badf("since %q: %v", o.Since, err)
+		}
+		since = t.UnixMilli()
+	}
+	if o.Kind != "" && !protocol.KnownKind(o.Kind) {
+		return badf("kind %q is not a record kind (see `sangsaeng kinds`)", o.Kind)
+	}
+	each := func(fn func(*protocol.Signed) error) error {
+		var after uint64
+		for {
+			recs, next, err := n.store.Arrivals(after, ch, exportPage)
+			if err != nil {
+				return err
+			}
+			if len(recs) == 0 && next == after {
+				return nil
+			}
+			after = next
+			for _, a := range recs {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				r := a.Record.Record
+				if (o.Kind != "" && r.Kind != o.Kind) || r.Time < since {
+					continue
+				}
+				if err := fn(a.Record); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	switch o.Format {
+	case "jsonl", "":
+		return each(func(s *protocol.Signed) error {
+			j, err := s.MarshalJSON()
+			if err != nil {
+				return err
+			}
+			_, err = w.Write(append(j, '\n'))
+			return err
+		})
+	case interchange.FormatCSV, interchange.FormatXLSX:
+	default:
+		return badf("format %q: want jsonl, csv or xlsx", o.Format)
+	}
+	if o.Kind == "" {
+		return badf("a %s export is one kind's table: give kind (one of %v)", o.Format, interchange.Kinds())
+	}
+	cols, err := interchange.NewColumns(o.Kind)
+	if err != nil {
+		return badf("%v", err)
+	}
+	enc, err := interchange.ParseEncoding(o.Encoding)
+	if err != nil {
+		return badf("%v", err)
+	}
+	lang := o.Lang
+	switch lang {
+	case "", interchange.LangKorean:
+		lang = interchange.LangKorean
+	case interchange.LangEnglish:
+	default:
+		return badf("lang %q: want ko or en", o.Lang)
+	}
+	latest := func(s *protocol.Signed) (bool, error) {
+		bl, err := n.store.Backlinks(s.CID)
+		if err != nil {
+			return false, err
+		}
+		for _, b := range bl {
+			if b.Rel == "supersedes" {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	// Two passes over the store: the columns some document holds, then
+	// the rows.
+	if err := each(func(s *protocol.Signed) error {
+		if ok, err := latest(s); err != nil || !ok {
+			return err
+		}
+		cols.Add(s.Record.Body)
+		return nil
+	}); err != nil {
+		return err
+	}
+	tw, err := interchange.NewTableWriter(w, o.Format, cols, lang, enc)
+	if err != nil {
+		return err
+	}
+	if err := each(func(s *protocol.Signed) error {
+		if ok, err := latest(s); err != nil || !ok {
+			return err
+		}
+		return tw.Write(s.Record.Body)
+	}); err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// parseSince reads a time given as RFC 3339 or as a date (midnight in
+// Seoul).
+func parseSince(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	zone, err := time.LoadLocation("Asia/Seoul")
+	if err != nil {
+		zone = time.FixedZone("KST", 9*3600)
+	}
+	if t, err := time.ParseInLocation(time.DateOnly, s, zone); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("want a time such as 2026-11-20 or 2026-11-20T09:00:00+09:00")
+}
