@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
+	"slices"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -73,9 +75,11 @@ func (n *Node) Export(ctx context.Context, ch cid.Cid, w io.Writer, o api.Export
 			_, err = w.Write(append(j, '\n'))
 			return err
 		})
+	case interchange.FormatEPCIS:
+		return n.exportEPCIS(o, w, each)
 	case interchange.FormatCSV, interchange.FormatXLSX:
 	default:
-		return badf("format %q: want jsonl, csv or xlsx", o.Format)
+		return badf("format %q: want jsonl, csv, xlsx or epcis", o.Format)
 	}
 	if o.Kind == "" {
 		return badf("a %s export is one kind's table: give kind (one of %v)", o.Format, interchange.Kinds())
@@ -96,18 +100,7 @@ func (n *Node) Export(ctx context.Context, ch cid.Cid, w io.Writer, o api.Export
 	default:
 		return badf("lang %q: want ko or en", o.Lang)
 	}
-	latest := func(s *protocol.Signed) (bool, error) {
-		bl, err := n.store.Backlinks(s.CID)
-		if err != nil {
-			return false, err
-		}
-		for _, b := range bl {
-			if b.Rel == "supersedes" {
-				return false, nil
-			}
-		}
-		return true, nil
-	}
+	latest := n.latest
 	// Two passes over the store: the columns some document holds, then
 	// the rows.
 	if err := each(func(s *protocol.Signed) error {
@@ -132,6 +125,56 @@ func (n *Node) Export(ctx context.Context, ch cid.Cid, w io.Writer, o api.Export
 		return err
 	}
 	return tw.Close()
+}
+
+// latest reports whether no record supersedes s.
+func (n *Node) latest(s *protocol.Signed) (bool, error) {
+	bl, err := n.store.Backlinks(s.CID)
+	if err != nil {
+		return false, err
+	}
+	for _, b := range bl {
+		if b.Rel == "supersedes" {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// exportEPCIS writes the channel's despatch-advices, receipts, production
+// reports, inspections and stock counts (the latest version of each) as
+// one EPCIS 2.0 document, each event carrying its record's CID.
+func (n *Node) exportEPCIS(o api.ExportOptions, w io.Writer, each func(func(*protocol.Signed) error) error) error {
+	if o.Kind != "" && !slices.Contains(interchange.EPCISKinds, o.Kind) {
+		return badf("kind %q has no EPCIS event; these do: %v", o.Kind, interchange.EPCISKinds)
+	}
+	base := o.IDBase
+	if base == "" {
+		base = "https://id.invalid/" + n.self.String()
+	}
+	if u, err := url.Parse(base); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return badf("id base %q: want an http(s) URL such as https://id.example.co.kr", base)
+	}
+	ew, err := interchange.NewEPCISWriter(w, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := each(func(s *protocol.Signed) error {
+		if !slices.Contains(interchange.EPCISKinds, s.Record.Kind) {
+			return nil
+		}
+		if ok, err := n.latest(s); err != nil || !ok {
+			return err
+		}
+		ev, ok, err := interchange.EPCISEvent(interchange.EPCISRecord{CID: s.CID, Kind: s.Record.Kind, Body: s.Record.Body}, base)
+		if err != nil || !ok {
+			return err
+		}
+		return ew.Write(ev)
+	}); err != nil {
+		return err
+	}
+	return ew.Close()
 }
 
 // parseSince reads a time given as RFC 3339 or as a date (midnight in

@@ -13,14 +13,18 @@ import (
 
 // cmdExport writes a channel's records as JSON Lines, CSV or XLSX.
 func cmdExport(ctx context.Context, env *Env, args []string) error {
-	f := env.flags("export --channel C --format jsonl|csv|xlsx [--kind K] [--since T] [--lang ko|en] [--encoding utf-8|cp949] [-o FILE]",
+	f := env.flags("export --channel C --format jsonl|csv|xlsx|epcis [--kind K] [--since T] [--lang ko|en] [--encoding utf-8|cp949] [--id-base URL] [-o FILE]",
 		"Write a channel's records (내보내기), in the order the node stored them: as JSON Lines,\n"+
 			"or one kind's documents as a CSV or Excel table that `sangsaeng import` reads back\n"+
 			"into the same documents (the latest version of each). CSV is UTF-8 with a BOM, so\n"+
 			"that Excel opens it right, or CP949 with --encoding cp949; headers are Korean\n"+
-			"unless --lang en. Kinds for tables: "+strings.Join(interchange.Kinds(), ", ")+".")
+			"unless --lang en. Kinds for tables: "+strings.Join(interchange.Kinds(), ", ")+".\n"+
+			"--format epcis writes a GS1 EPCIS 2.0 JSON-LD document: despatch-advices, receipts,\n"+
+			"production reports, inspections and stock counts as events, each with its record's\n"+
+			"CID (sangsaeng:record) and identifiers under --id-base (https://id.example.co.kr).")
 	channel := f.String("channel", "", "the `CHANNEL` (ID or name)")
-	format := f.String("format", "jsonl", "`jsonl, csv or xlsx`")
+	format := f.String("format", "jsonl", "`jsonl, csv, xlsx or epcis`")
+	idBase := f.String("id-base", "", "EPCIS: the root `URL` of the company's identifiers (default https://id.invalid/PEER-ID)")
 	kind := f.String("kind", "", "only records of `KIND` (required for csv and xlsx)")
 	since := f.String("since", "", "only records from `TIME` on (2026-11-20 or RFC 3339)")
 	lang := f.String("lang", "ko", "table headers in `ko or en`")
@@ -48,7 +52,7 @@ func cmdExport(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	o := api.ExportOptions{Format: *format, Kind: *kind, Since: *since, Lang: *lang, Encoding: *encoding}
+	o := api.ExportOptions{Format: *format, Kind: *kind, Since: *since, Lang: *lang, Encoding: *encoding, IDBase: *idBase}
 	if *out == "" {
 		return c.Export(ctx, *channel, o, env.Stdout)
 	}

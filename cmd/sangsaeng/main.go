@@ -76,7 +76,7 @@ func init() {
 		{"channel", "create | invite | join | ls | show | remove-member", "create, join and inspect channels", cmdChannel},
 		{"publish", "CHANNEL KIND [FILE|-] [--link REL=CID]...", "sign and publish a record; prints its CID", cmdPublish},
 		{"import", "csv|xlsx|epcis FILE --channel C [--kind K] [--map MAP.toml] [--dry-run]", "publish the documents of a CSV, Excel or EPCIS file", cmdImport},
-		{"export", "--channel C --format jsonl|csv|xlsx [--kind K] [--since T] [-o FILE]", "write a channel's records as JSON Lines, CSV or Excel", cmdExport},
+		{"export", "--channel C --format jsonl|csv|xlsx|epcis [--kind K] [--since T] [-o FILE]", "write a channel's records as JSON Lines, CSV, Excel or EPCIS", cmdExport},
 		{"get", "CID [--raw]", "a record as JSON, or its signed envelope", cmdGet},
 		{"records", "[--channel C] [--kind K] [--author P] [--since T] [--limit N]", "list records, newest first", cmdRecords},
 		{"verify", "CID | FILE", "check a record's signature, CID and chain position", cmdVerify},

@@ -89,7 +89,7 @@ func (c *Client) Import(ctx context.Context, channel string, file io.Reader, o I
 // ExportOptions).
 func (c *Client) Export(ctx context.Context, channel string, o ExportOptions, w io.Writer) error {
 	q := url.Values{}
-	for k, v := range map[string]string{"format": o.Format, "kind": o.Kind, "since": o.Since, "lang": o.Lang, "encoding": o.Encoding} {
+	for k, v := range map[string]string{"format": o.Format, "kind": o.Kind, "since": o.Since, "lang": o.Lang, "encoding": o.Encoding, "id_base": o.IDBase} {
 		if v != "" {
 			q.Set(k, v)
 		}

@@ -304,9 +304,13 @@ type ImportReport struct {
 // ExportOptions says what GET /v1/channels/{ch}/export writes; they
 // travel as query parameters.
 type ExportOptions struct {
-	Format   string `json:"format"`             // jsonl, csv or xlsx
+	Format   string `json:"format"`             // jsonl, csv, xlsx or epcis
 	Kind     string `json:"kind,omitempty"`     // csv and xlsx: required; jsonl: every kind when empty
 	Since    string `json:"since,omitempty"`    // records from this time on (RFC 3339 or a date)
 	Lang     string `json:"lang,omitempty"`     // csv and xlsx headers: ko (default) or en
 	Encoding string `json:"encoding,omitempty"` // csv: utf-8 with a BOM (default) or cp949
+	// IDBase is the root of the identifiers in an EPCIS export
+	// (https://id.example.co.kr: …/class/<part>/lot/<lot>, …/pty/<brn>);
+	// https://id.invalid/<peer ID> when empty, to be configured.
+	IDBase string `json:"idBase,omitempty"`
 }
