@@ -10,6 +10,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/sangsaeng/sangsaeng/evidence"
 	"github.com/sangsaeng/sangsaeng/interchange"
 	"github.com/sangsaeng/sangsaeng/node/api"
 	"github.com/sangsaeng/sangsaeng/protocol"
@@ -77,6 +78,8 @@ func (n *Node) Export(ctx context.Context, ch cid.Cid, w io.Writer, o api.Export
 		})
 	case interchange.FormatEPCIS:
 		return n.exportEPCIS(o, w, each)
+	case "car":
+		return n.exportCAR(ctx, ch, o, w, each)
 	case interchange.FormatCSV, interchange.FormatXLSX:
 	default:
 		return badf("format %q: want jsonl, csv, xlsx or epcis", o.Format)
@@ -175,6 +178,98 @@ func (n *Node) exportEPCIS(o api.ExportOptions, w io.Writer, each func(func(*pro
 		return err
 	}
 	return ew.Close()
+}
+
+// maxLinkedRecords bounds what --with-links gathers.
+const maxLinkedRecords = 10_000
+
+// exportCAR writes an evidence bundle (evidence.Builder): the records
+// selected, the governance records that make their authors members of
+// their channels, and, with WithLinks, everything the record links to.
+func (n *Node) exportCAR(ctx context.Context, ch cid.Cid, o api.ExportOptions, w io.Writer, each func(func(*protocol.Signed) error) error) error {
+	b := evidence.NewBuilder()
+	channels := map[cid.Cid]bool{ch: true}
+	if o.CID != "" {
+		c, err := cid.Decode(o.CID)
+		if err != nil {
+			return badf("cid %q is not a CID: %v", o.CID, err)
+		}
+		s, err := n.store.Get(c)
+		if err != nil {
+			return err
+		}
+		if s.ChannelOf() != ch {
+			return badf("record %s is in channel %s, not %s", c, s.ChannelOf(), ch)
+		}
+		b.Add(s, true)
+		if o.WithLinks {
+			queue := []*protocol.Signed{s}
+			for len(queue) > 0 {
+				cur := queue[0]
+				queue = queue[1:]
+				for _, l := range cur.Record.Links {
+					if l.Rel == protocol.RelAfter {
+						continue // governance order, not evidence
+					}
+					t, err := n.store.Get(l.CID)
+					if err != nil {
+						continue // a record this node does not hold
+					}
+					if b.Len() >= maxLinkedRecords {
+						return badf("record %s links to more than %d records; bundle fewer", c, maxLinkedRecords)
+					}
+					before := b.Len()
+					b.Add(t, false)
+					if b.Len() > before {
+						channels[t.ChannelOf()] = true
+						queue = append(queue, t)
+					}
+				}
+			}
+		}
+	} else if err := each(func(s *protocol.Signed) error {
+		b.Add(s, true)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for c := range channels {
+		if err := n.addGovernance(b, c); err != nil {
+			return err
+		}
+	}
+	return b.Write(w, time.Now(), func(c cid.Cid) ([]byte, error) {
+		s, err := n.store.Get(c)
+		if err != nil {
+			return nil, err
+		}
+		return s.Envelope, nil
+	})
+}
+
+// addGovernance adds channel ch's genesis and membership changes.
+func (n *Node) addGovernance(b *evidence.Builder, ch cid.Cid) error {
+	g, err := n.store.Get(ch)
+	if err != nil {
+		return fmt.Errorf("the genesis of channel %s: %w", ch, err)
+	}
+	b.Add(g, false)
+	cursor := ""
+	for {
+		page, next, err := n.store.ByKind(protocol.KindChannelMembers, 1000, cursor)
+		if err != nil {
+			return err
+		}
+		for _, s := range page {
+			if s.ChannelOf() == ch {
+				b.Add(s, false)
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		cursor = next
+	}
 }
 
 // parseSince reads a time given as RFC 3339 or as a date (midnight in

@@ -13,7 +13,7 @@ import (
 
 // cmdExport writes a channel's records as JSON Lines, CSV or XLSX.
 func cmdExport(ctx context.Context, env *Env, args []string) error {
-	f := env.flags("export --channel C --format jsonl|csv|xlsx|epcis [--kind K] [--since T] [--lang ko|en] [--encoding utf-8|cp949] [--id-base URL] [-o FILE]",
+	f := env.flags("export --channel C --format jsonl|csv|xlsx|epcis|car [--kind K] [--since T] [--cid CID [--with-links]] [--lang ko|en] [--encoding utf-8|cp949] [--id-base URL] [-o FILE]",
 		"Write a channel's records (내보내기), in the order the node stored them: as JSON Lines,\n"+
 			"or one kind's documents as a CSV or Excel table that `sangsaeng import` reads back\n"+
 			"into the same documents (the latest version of each). CSV is UTF-8 with a BOM, so\n"+
@@ -21,9 +21,15 @@ func cmdExport(ctx context.Context, env *Env, args []string) error {
 			"unless --lang en. Kinds for tables: "+strings.Join(interchange.Kinds(), ", ")+".\n"+
 			"--format epcis writes a GS1 EPCIS 2.0 JSON-LD document: despatch-advices, receipts,\n"+
 			"production reports, inspections and stock counts as events, each with its record's\n"+
-			"CID (sangsaeng:record) and identifiers under --id-base (https://id.example.co.kr).")
+			"CID (sangsaeng:record) and identifiers under --id-base (https://id.example.co.kr).\n"+
+			"--format car writes an evidence bundle (CARv1): the records, the governance records\n"+
+			"that make their authors members, and a root that lists them; --cid takes one record,\n"+
+			"--with-links everything it links to as well. `sangsaeng verify FILE.car` checks it\n"+
+			"offline, anywhere.")
 	channel := f.String("channel", "", "the `CHANNEL` (ID or name)")
-	format := f.String("format", "jsonl", "`jsonl, csv, xlsx or epcis`")
+	format := f.String("format", "jsonl", "`jsonl, csv, xlsx, epcis or car`")
+	oneCID := f.String("cid", "", "car: bundle only the record `CID`")
+	withLinks := f.Bool("with-links", false, "car: with --cid, add every record it links to, and theirs")
 	idBase := f.String("id-base", "", "EPCIS: the root `URL` of the company's identifiers (default https://id.invalid/PEER-ID)")
 	kind := f.String("kind", "", "only records of `KIND` (required for csv and xlsx)")
 	since := f.String("since", "", "only records from `TIME` on (2026-11-20 or RFC 3339)")
@@ -43,16 +49,19 @@ func cmdExport(ctx context.Context, env *Env, args []string) error {
 	if (*format == "csv" || *format == "xlsx") && *kind == "" {
 		return f.usageErrorf("--kind is required for a %s table: one of %s", *format, strings.Join(interchange.Kinds(), ", "))
 	}
-	if *format == "xlsx" && *out == "" {
+	if (*format == "xlsx" || *format == "car") && *out == "" {
 		if st, err := os.Stdout.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 && env.Stdout == os.Stdout {
-			return f.usageErrorf("an xlsx export is a binary file: give -o FILE")
+			return f.usageErrorf("an %s export is a binary file: give -o FILE", *format)
 		}
 	}
 	c, err := env.Client()
 	if err != nil {
 		return err
 	}
-	o := api.ExportOptions{Format: *format, Kind: *kind, Since: *since, Lang: *lang, Encoding: *encoding, IDBase: *idBase}
+	if *withLinks && *oneCID == "" {
+		return f.usageErrorf("--with-links goes with --cid")
+	}
+	o := api.ExportOptions{Format: *format, Kind: *kind, Since: *since, Lang: *lang, Encoding: *encoding, IDBase: *idBase, CID: *oneCID, WithLinks: *withLinks}
 	if *out == "" {
 		return c.Export(ctx, *channel, o, env.Stdout)
 	}

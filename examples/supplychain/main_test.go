@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/sangsaeng/sangsaeng/evidence"
 	"github.com/sangsaeng/sangsaeng/interchange"
 )
 
@@ -15,7 +16,7 @@ import (
 // the tier 1's EPCIS export of each channel passes GS1's EPCIS 2.0 JSON
 // Schema (read from ../shared/epcis, as the other GS1 tests do).
 func TestDemo(t *testing.T) {
-	var ev evidence
+	var ev auditTrail
 	if err := run(false, &ev); err != nil {
 		t.Fatal(err)
 	}
@@ -32,6 +33,26 @@ func TestDemo(t *testing.T) {
 			t.Fatal(msg)
 		}
 		t.Skip(msg + " (skipped outside CI)")
+	}
+	// The shipment's bundle checks out offline, across both channels,
+	// and not with any bit flipped.
+	rep, err := evidence.Verify(bytes.NewReader(ev.car))
+	if err != nil {
+		t.Fatalf("the shipment's bundle: %v", err)
+	}
+	kinds := map[string]int{}
+	for _, r := range rep.Records {
+		kinds[r.Kind]++
+	}
+	if rep.Selected != 1 || rep.Channels != 2 || kinds["production-report"] != 2 || kinds["despatch-advice"] != 2 || kinds["order"] != 2 {
+		t.Fatalf("bundle: %d selected, %d channels, kinds %v", rep.Selected, rep.Channels, kinds)
+	}
+	for i := 0; i < len(ev.car); i += 7 {
+		bad := bytes.Clone(ev.car)
+		bad[i] ^= 0x10
+		if _, err := evidence.Verify(bytes.NewReader(bad)); err == nil {
+			t.Fatalf("the bundle with byte %d flipped verifies", i)
+		}
 	}
 	schema, err := interchange.LoadGS1Schema(filepath.Join(dir, "JSON-Schema"))
 	if err != nil {

@@ -94,6 +94,12 @@ func (c *Client) Export(ctx context.Context, channel string, o ExportOptions, w 
 			q.Set(k, v)
 		}
 	}
+	if o.CID != "" {
+		q.Set("cid", o.CID)
+	}
+	if o.WithLinks {
+		q.Set("with_links", "true")
+	}
 	path := "/v1/channels/" + url.PathEscape(channel) + "/export?" + q.Encode()
 	resp, err := c.send(ctx, http.MethodGet, path, nil, "")
 	if err != nil {

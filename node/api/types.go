@@ -304,7 +304,7 @@ type ImportReport struct {
 // ExportOptions says what GET /v1/channels/{ch}/export writes; they
 // travel as query parameters.
 type ExportOptions struct {
-	Format   string `json:"format"`             // jsonl, csv, xlsx or epcis
+	Format   string `json:"format"`             // jsonl, csv, xlsx, epcis or car
 	Kind     string `json:"kind,omitempty"`     // csv and xlsx: required; jsonl: every kind when empty
 	Since    string `json:"since,omitempty"`    // records from this time on (RFC 3339 or a date)
 	Lang     string `json:"lang,omitempty"`     // csv and xlsx headers: ko (default) or en
@@ -313,4 +313,8 @@ type ExportOptions struct {
 	// (https://id.example.co.kr: …/class/<part>/lot/<lot>, …/pty/<brn>);
 	// https://id.invalid/<peer ID> when empty, to be configured.
 	IDBase string `json:"idBase,omitempty"`
+	// CID, for a car bundle, is the one record to bundle (instead of the
+	// channel's); WithLinks adds every record it links to, and theirs.
+	CID       string `json:"cid,omitempty"`
+	WithLinks bool   `json:"withLinks,omitempty"`
 }
