@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -79,6 +80,33 @@ func TestImportExportDaemons(t *testing.T) {
 	epcis := a.mustRun("export", "--channel", "한빛-대성", "--format", "epcis", "--id-base", "https://id.hanbit.example.kr")
 	if !strings.Contains(epcis, `"type":"EPCISDocument"`) {
 		t.Fatalf("EPCIS export:\n%s", epcis)
+	}
+
+	// An evidence bundle of one order, checked by a machine with no node
+	// at all; one flipped bit and it fails.
+	car := filepath.Join(dir, "po-1.car")
+	a.mustRun("export", "--channel", "한빛-대성", "--format", "car", "--cid", recs[0].CID, "--with-links", "-o", car)
+	verify := func(path string) (string, string, error) {
+		c := exec.Command(bin, "verify", path, "--home", filepath.Join(dir, "no-node-here"))
+		var o, e strings.Builder
+		c.Stdout, c.Stderr = &o, &e
+		err := c.Run()
+		return o.String(), e.String(), err
+	}
+	if out, errOut, err := verify(car); err != nil || !strings.Contains(out, "checks out") {
+		t.Fatalf("verify %s offline: %v\n%s%s", car, err, out, errOut)
+	}
+	data, err = os.ReadFile(car)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x04
+	flipped := filepath.Join(dir, "flipped.car")
+	if err := os.WriteFile(flipped, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, err := verify(flipped); err == nil || !strings.Contains(errOut, "does not verify") {
+		t.Fatalf("a flipped bundle: %v\n%s", err, errOut)
 	}
 }
 
