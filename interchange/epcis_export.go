@@ -46,6 +46,9 @@ func (i ids) class(item any, lot string) string {
 	if part == "" {
 		part, _ = m["buyerPartNo"].(string)
 	}
+	if part == "" {
+		part, _ = m["gtin"].(string)
+	}
 	u := i.base + "/class/" + i.seg(part)
 	if lot != "" {
 		u += "/lot/" + i.seg(lot)

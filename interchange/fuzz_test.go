@@ -3,6 +3,8 @@ package interchange
 import (
 	"bytes"
 	"testing"
+
+	"github.com/sangsaeng/sangsaeng/protocol"
 )
 
 // FuzzReadCSV: whatever bytes a CSV file holds, reading it never panics,
@@ -19,6 +21,9 @@ func FuzzReadCSV(f *testing.F) {
 		_, _, _ = Read(bytes.NewReader(data), int64(len(data)), Options{Kind: kind, Format: FormatCSV, Self: self}, func(d Document) error {
 			if d.DocID == "" || d.Body == nil {
 				t.Fatalf("a document without a number or body: %+v", d)
+			}
+			if err := protocol.ValidateBody(kind, d.Body); err != nil {
+				t.Fatalf("a document given out does not pass its kind's schema: %v", err)
 			}
 			return nil
 		})

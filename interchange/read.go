@@ -1,6 +1,7 @@
 package interchange
 
 import (
+	"crypto/sha256"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -27,6 +28,7 @@ const (
 	maxColumns  = 512
 	maxErrors   = 200
 	maxRowBytes = 1 << 20
+	maxLines    = 2000 // a document's lines, as every kind's schema says
 )
 
 // Options says how to read a table.
@@ -166,7 +168,7 @@ func Read(r io.ReaderAt, size int64, o Options, fn func(Document) error) (Summar
 	default:
 		return sum, nil, fmt.Errorf("format %q: want csv or xlsx", o.Format)
 	}
-	rd := &reader{spec: spec, o: o, t: t, fn: fn, seen: map[string]int{}}
+	rd := &reader{spec: spec, o: o, t: t, fn: fn, seen: map[[16]byte]int{}}
 	err := rd.run(&sum)
 	if errors.Is(err, ErrTooManyErrors) {
 		err = nil
@@ -265,7 +267,7 @@ type reader struct {
 	heads []string
 	errs  []RowError
 	nerrs int
-	seen  map[string]int // document numbers read, and their first row
+	seen  map[[16]byte]int // document numbers read (hashed), and their first row
 
 	cur     *docBuild
 	headRow int
@@ -414,25 +416,35 @@ func (rd *reader) row(cells []cell, row int, sum *Summary) error {
 	if docID == "" {
 		return rd.fail(RowError{Row: row, Column: rd.headerOf(0), Rule: "no document number: every row names its document"})
 	}
+	if len(docID) > maxCell {
+		return rd.fail(RowError{Row: row, Column: rd.headerOf(0), Rule: fmt.Sprintf("the document number is %d bytes long", len(docID))})
+	}
 	if rd.cur != nil && rd.cur.id != docID {
 		if err := rd.finish(sum); err != nil {
 			return err
 		}
 	}
 	if rd.cur == nil {
-		if first, dup := rd.seen[docID]; dup {
+		key := docKey(docID)
+		if first, dup := rd.seen[key]; dup {
 			return rd.fail(RowError{Row: row, Column: rd.headerOf(0), Value: docID,
 				Rule: fmt.Sprintf("document %s also has rows before, from row %d: its rows must follow each other (sort the file by %s)", docID, first, rd.headerOf(0))})
 		}
-		if len(rd.seen) < 10_000_000 {
-			rd.seen[docID] = row
-		}
+		rd.seen[key] = row
 		rd.cur = &docBuild{id: docID, first: row, body: map[string]any{}, docVals: map[int]string{}, docRows: map[int]int{}, origins: map[string]origin{}}
 	}
 	d := rd.cur
 	d.last = row
 	d.rowsRead++
 	group := rd.spec.group
+	if group != "" && len(d.entries) >= maxLines {
+		// The schema allows no more; nothing more of it is kept.
+		if !d.bad {
+			d.bad = true
+			return rd.fail(RowError{Row: row, Column: rd.headerOf(0), Value: d.id, Rule: fmt.Sprintf("document %s has more than %d lines, the most a document holds: split it", d.id, maxLines)})
+		}
+		return nil
+	}
 	entry := map[string]any{}
 	entryAt := len(d.entries)
 	for i, c := range cells {
@@ -511,6 +523,12 @@ func (rd *reader) row(cells []cell, row int, sum *Summary) error {
 		return rd.fail(RowError{Row: row, Column: rd.headerOf(0), Value: d.id, Rule: fmt.Sprintf("document %s has a row already, row %d: a %s is one row", d.id, d.first, rd.spec.kind)})
 	}
 	return nil
+}
+
+// docKey is what the reader keeps of a document number it has read.
+func docKey(id string) [16]byte {
+	h := sha256.Sum256([]byte(id))
+	return [16]byte(h[:16])
 }
 
 // headerOf names the column of field fi as the file has it.
@@ -636,7 +654,9 @@ func (rd *reader) parties(d *docBuild, body map[string]any) error {
 	if lines, ok := body["lines"].([]any); ok {
 		for _, l := range lines {
 			if st, ok := l.(map[string]any)["shipTo"].(map[string]any); ok {
-				st["scheme"] = "internal"
+				if _, has := st["scheme"]; !has {
+					st["scheme"] = "internal"
+				}
 			}
 		}
 	}

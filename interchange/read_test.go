@@ -3,6 +3,7 @@ package interchange
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -251,5 +252,73 @@ func TestHeaderProblems(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v, want %q", c.csv, err, c.want)
 		}
+	}
+}
+
+// TestXLSXFormulaAnd1904: a formula's floating-point result is the number
+// Excel shows, a workbook that counts dates from 1904 gives the dates it
+// shows, and serial 60 (Excel's 1900-02-29, which never was) is refused.
+func TestXLSXFormulaAnd1904(t *testing.T) {
+	build := func(date1904 bool, dateSerial float64) []byte {
+		f := excelize.NewFile()
+		defer f.Close()
+		if date1904 {
+			d := true
+			if err := f.SetWorkbookProps(&excelize.WorkbookPropsOptions{Date1904: &d}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		row := []any{"발주번호", "발주일자", "공급사사업자번호", "항번", "품번", "수량", "단위", "납기일자"}
+		f.SetSheetRow("Sheet1", "A1", &row)
+		row = []any{"PO-9", dateSerial, "3128600455", "1", "P1", nil, "KG", "2026-11-27"}
+		f.SetSheetRow("Sheet1", "A2", &row)
+		f.SetCellFormula("Sheet1", "F2", "0.1+0.2")
+		f.SetCellValue("Sheet1", "F2", 0.30000000000000004) // the cached result Excel saves
+		f.SetCellFormula("Sheet1", "F2", "0.1+0.2")
+		var buf bytes.Buffer
+		if _, err := f.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	// 46346 in the 1900 system, 44884 in the 1904 one: 2026-11-20.
+	for _, c := range []struct {
+		date1904 bool
+		serial   float64
+	}{{false, 46346}, {true, 46346 - 1462}} {
+		docs, _, errs := readAll(t, build(c.date1904, c.serial), Options{Kind: "order", Format: FormatXLSX, Self: self})
+		if len(errs) != 0 || len(docs) != 1 {
+			t.Fatalf("1904=%v: %v", c.date1904, errs)
+		}
+		if got := docs[0].Body["issuedAt"]; got != "2026-11-20T00:00:00+09:00" {
+			t.Errorf("1904=%v: issuedAt %v", c.date1904, got)
+		}
+		if q := docs[0].Body["lines"].([]any)[0].(map[string]any)["quantity"].(map[string]any)["value"]; q != "0.3" {
+			t.Errorf("the formula's result read as %v, want 0.3", q)
+		}
+	}
+	_, _, errs := readAll(t, build(false, 60), Options{Kind: "order", Format: FormatXLSX, Self: self})
+	if len(errs) != 1 || !strings.Contains(errs[0].Rule, "did not exist") {
+		t.Fatalf("serial 60: %v", errs)
+	}
+}
+
+// TestLongLinesAndBigDocuments: a UTF-8 line longer than the CSV reader's
+// buffer reads; a document of more than 2,000 lines is refused once,
+// without keeping them all.
+func TestLongLinesAndBigDocuments(t *testing.T) {
+	csv := "발주번호,발주일자,공급사사업자번호,항번,품번,수량,단위,납기일자,기타\n" +
+		"A,2026-11-20,3128600455,1,P1,1,EA,2026-11-27," + strings.Repeat("가", 1500) + "\n"
+	if docs, _, errs := readAll(t, []byte(csv), Options{Kind: "order", Format: FormatCSV, Self: self}); len(errs) != 0 || len(docs) != 1 {
+		t.Fatalf("a long line: %v", errs)
+	}
+	var b strings.Builder
+	b.WriteString("발주번호,발주일자,공급사사업자번호,항번,품번,수량,단위,납기일자\n")
+	for i := range 2500 {
+		fmt.Fprintf(&b, "BIG,2026-11-20,3128600455,%d,P1,1,EA,2026-11-27\n", i+1)
+	}
+	_, _, errs := readAll(t, []byte(b.String()), Options{Kind: "order", Format: FormatCSV, Self: self})
+	if len(errs) != 1 || !strings.Contains(errs[0].String(), "row 2002, column 발주번호: document BIG has more than 2000 lines") {
+		t.Fatalf("a big document: %v", errs)
 	}
 }

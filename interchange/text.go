@@ -76,43 +76,61 @@ func validUTF8Prefix(b []byte, whole bool) bool {
 	return utf8.Valid(b)
 }
 
-// utf8Checker passes UTF-8 through, failing on bytes that are not.
+// utf8Checker passes UTF-8 through, failing on bytes that are not. It
+// reads into a buffer of its own, so a reader asking for a few bytes at a
+// time gets them.
 type utf8Checker struct {
 	r    io.Reader
-	tail []byte // the start of a rune cut at the end of the last read
-	off  int64
+	buf  []byte // checked bytes not yet given out: buf[next:ready]
+	next int
+	// ready bytes of buf are checked; bytes after them (at most a rune
+	// cut at the end of a read) wait for the next read.
+	ready int
+	end   int
+	err   error
+	off   int64
 }
 
 func (c *utf8Checker) Read(p []byte) (int, error) {
-	if len(p) < 2*utf8.UTFMax {
-		return 0, io.ErrShortBuffer
-	}
-	n := copy(p, c.tail)
-	m, err := c.r.Read(p[n:])
-	n += m
-	c.tail = c.tail[:0]
-	end := n
-	if err == nil {
-		// Keep back a rune cut at the end, for the next read.
-		for i := 1; i < utf8.UTFMax && i <= end; i++ {
-			if utf8.RuneStart(p[end-i]) {
-				if !utf8.FullRune(p[end-i : end]) {
-					c.tail = append(c.tail, p[end-i:end]...)
-					end -= i
+	for c.next == c.ready {
+		if c.err != nil {
+			return 0, c.err
+		}
+		if c.buf == nil {
+			c.buf = make([]byte, 32<<10)
+		}
+		// Keep the cut rune, read more after it.
+		copy(c.buf, c.buf[c.ready:c.end])
+		c.end -= c.ready
+		c.next, c.ready = 0, 0
+		n, err := c.r.Read(c.buf[c.end:])
+		c.end += n
+		c.err = err
+		ready := c.end
+		if err == nil {
+			for i := 1; i < utf8.UTFMax && i <= ready; i++ {
+				if utf8.RuneStart(c.buf[ready-i]) {
+					if !utf8.FullRune(c.buf[ready-i : ready]) {
+						ready -= i
+					}
+					break
 				}
-				break
 			}
 		}
-	}
-	if !utf8.Valid(p[:end]) {
-		for i := 0; i < end; {
-			r, size := utf8.DecodeRune(p[i:end])
-			if r == utf8.RuneError && size <= 1 {
-				return 0, fmt.Errorf("byte %d is not UTF-8 (is the file CP949? pass --encoding cp949)", c.off+int64(i))
+		if b := c.buf[:ready]; !utf8.Valid(b) {
+			for i := 0; i < len(b); {
+				r, size := utf8.DecodeRune(b[i:])
+				if r == utf8.RuneError && size <= 1 {
+					c.err = fmt.Errorf("byte %d is not UTF-8 (is the file CP949? pass --encoding cp949)", c.off+int64(i))
+					return 0, c.err
+				}
+				i += size
 			}
-			i += size
 		}
+		c.ready = ready
+		c.off += int64(ready)
 	}
-	c.off += int64(end)
-	return end, err
+	n := copy(p, c.buf[c.next:c.ready])
+	c.next += n
+	return n, nil
 }

@@ -36,6 +36,9 @@ type cell struct {
 	text string // what the file shows (CSV: the field; XLSX: the formatted value)
 	raw  string // XLSX: the stored value (a date's serial number); CSV: the field
 	xlsx bool
+	// date1904: the workbook counts dates from 1904 (Mac Excel's
+	// option), not 1900.
+	date1904 bool
 }
 
 var (
@@ -61,12 +64,14 @@ func parseValue(k valueKind, c cell, zone *time.Location, enum []string) (any, e
 	case vCode:
 		if c.xlsx && floatRE.MatchString(c.raw) && c.raw != c.text {
 			// A number Excel stores: what it shows keeps a format's
-			// leading zeros; a large one it shows in scientific
-			// notation is taken from the stored digits.
-			if scientificRE.MatchString(s) {
+			// leading zeros; one it shows in scientific notation is
+			// taken from the stored digits when they are not in that
+			// notation too.
+			if scientificRE.MatchString(s) && !scientificRE.MatchString(c.raw) {
 				s = exactDigits(c.raw)
 			}
-		} else if scientificRE.MatchString(s) {
+		}
+		if scientificRE.MatchString(s) {
 			return nil, fmt.Errorf("%q looks like a number Excel rewrote in scientific notation: format the column as text in Excel and save the file again", s)
 		}
 		return s, nil
@@ -154,7 +159,8 @@ var enumAliases = map[string]string{
 }
 
 // exactDigits writes a number Excel stored (possibly "1.2345E+14") as
-// plain decimal digits.
+// plain decimal digits: an integer exactly, a fraction to the 15
+// significant digits Excel keeps (a formula's 0.30000000000000004 is 0.3).
 func exactDigits(raw string) string {
 	f, _, err := big.ParseFloat(raw, 10, 256, big.ToNearestEven)
 	if err != nil {
@@ -164,14 +170,12 @@ func exactDigits(raw string) string {
 		i, _ := f.Int(nil)
 		return i.String()
 	}
-	out := f.Text('f', -1)
-	if strings.Contains(out, ".") {
-		// Excel keeps 15 significant digits: drop binary noise beyond.
-		if v, err := strconv.ParseFloat(raw, 64); err == nil {
-			out = strconv.FormatFloat(v, 'f', -1, 64)
-		}
+	v, err := strconv.ParseFloat(raw, 64)
+	if err != nil {
+		return raw
 	}
-	return out
+	v, _ = strconv.ParseFloat(strconv.FormatFloat(v, 'g', 15, 64), 64)
+	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
 // dateLayouts are the ways dates and times are written in the files.
@@ -189,15 +193,25 @@ func parseTime(c cell, zone *time.Location) (time.Time, bool, error) {
 	s := strings.TrimSpace(c.text)
 	if c.xlsx && floatRE.MatchString(c.raw) {
 		if f, err := strconv.ParseFloat(c.raw, 64); err == nil && f > 0 && f < 2958466 {
-			// Day 60 is 1900-02-29, which did not exist; serials
-			// from 61 on count from 1899-12-30.
-			days := math.Floor(f)
-			secs := math.Round((f - days) * 86400)
-			base := time.Date(1899, 12, 30, 0, 0, 0, 0, zone)
-			if days < 61 {
-				base = base.AddDate(0, 0, 1)
+			days := int(math.Floor(f))
+			secs := int(math.Round((f - math.Floor(f)) * 86400))
+			var d time.Time
+			switch {
+			case c.date1904:
+				d = time.Date(1904, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, days)
+			case days == 60:
+				return time.Time{}, false, fmt.Errorf("%q is Excel's day 60, 1900-02-29, a date that did not exist: write the date again", s)
+			case days < 60:
+				// Excel counts 1900 as a leap year: before its false
+				// February 29th, serials are one day ahead.
+				d = time.Date(1899, 12, 31, 0, 0, 0, 0, time.UTC).AddDate(0, 0, days)
+			default:
+				d = time.Date(1899, 12, 30, 0, 0, 0, 0, time.UTC).AddDate(0, 0, days)
 			}
-			return base.AddDate(0, 0, int(days)).Add(time.Duration(secs) * time.Second), secs == 0, nil
+			// The wall-clock date and time in the zone, whatever its
+			// offset that day.
+			t := time.Date(d.Year(), d.Month(), d.Day(), secs/3600, secs/60%60, secs%60, 0, zone)
+			return t, secs == 0, nil
 		}
 	}
 	s = strings.TrimSuffix(strings.TrimSuffix(s, "."), " ")

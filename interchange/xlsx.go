@@ -1,6 +1,7 @@
 package interchange
 
 import (
+	"archive/zip"
 	"errors"
 	"fmt"
 	"io"
@@ -14,8 +15,11 @@ import (
 // temporary file rather than memory (excelize's UnzipXMLSizeLimit), so
 // memory stays flat as the file grows.
 const (
-	maxUnzip    = 1 << 30
+	maxUnzip    = 512 << 20
 	maxUnzipXML = 16 << 20
+	// maxOtherPart bounds a part other than a sheet or the shared
+	// strings: excelize unpacks those into memory.
+	maxOtherPart = 8 << 20
 )
 
 // xlsxTable reads a sheet with excelize, twice in step: the values as
@@ -23,6 +27,7 @@ const (
 // it stores them (a date's serial number, a long number's digits).
 type xlsxTable struct {
 	f        *excelize.File
+	date1904 bool
 	shown    *excelize.Rows
 	stored   *excelize.Rows
 	row      int
@@ -30,6 +35,18 @@ type xlsxTable struct {
 }
 
 func newXLSXTable(r io.ReaderAt, size int64, sheet string) (*xlsxTable, error) {
+	// Parts that excelize keeps in memory are looked at first, by the
+	// sizes the zip says (archive/zip fails a part that unpacks to more).
+	zr, err := zip.NewReader(r, size)
+	if err != nil {
+		return nil, errFile{fmt.Sprintf("not an Excel workbook (.xlsx): %v", err)}
+	}
+	for _, zf := range zr.File {
+		sheetPart := strings.HasPrefix(zf.Name, "xl/worksheets/") || zf.Name == "xl/sharedStrings.xml"
+		if !sheetPart && zf.UncompressedSize64 > maxOtherPart {
+			return nil, errFile{fmt.Sprintf("the workbook's part %s unpacks to %d MiB: a workbook of tables has no such part (save the sheet alone, as CSV or a new workbook)", zf.Name, zf.UncompressedSize64>>20)}
+		}
+	}
 	f, err := excelize.OpenReader(io.NewSectionReader(r, 0, size), excelize.Options{UnzipSizeLimit: maxUnzip, UnzipXMLSizeLimit: maxUnzipXML})
 	if err != nil {
 		return nil, errFile{fmt.Sprintf("not an Excel workbook (.xlsx): %v", err)}
@@ -56,7 +73,14 @@ func newXLSXTable(r io.ReaderAt, size int64, sheet string) (*xlsxTable, error) {
 		f.Close()
 		return nil, errFile{fmt.Sprintf("sheet %q: %v", sheet, err)}
 	}
-	return &xlsxTable{f: f, shown: shown, stored: stored}, nil
+	props, err := f.GetWorkbookProps()
+	if err != nil {
+		shown.Close()
+		stored.Close()
+		f.Close()
+		return nil, errFile{fmt.Sprintf("the workbook's properties: %v", err)}
+	}
+	return &xlsxTable{f: f, shown: shown, stored: stored, date1904: props.Date1904 != nil && *props.Date1904}, nil
 }
 
 func (t *xlsxTable) next() ([]cell, int, error) {
@@ -87,7 +111,7 @@ func (t *xlsxTable) next() ([]cell, int, error) {
 		if i < len(stored) {
 			cells[i].raw = stored[i]
 		}
-		cells[i].xlsx = true
+		cells[i].xlsx, cells[i].date1904 = true, t.date1904
 	}
 	return cells, t.row, nil
 }

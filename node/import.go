@@ -23,7 +23,11 @@ import (
 
 // maxImportBytes bounds a file to import: a year of a small factory's
 // orders is a few megabytes; 100,000 rows of CSV are about 15.
-const maxImportBytes = 256 << 20
+// maxEPCISBytes bounds an EPCIS document, whose events are decoded whole.
+const (
+	maxImportBytes = 256 << 20
+	maxEPCISBytes  = 32 << 20
+)
 
 // importReportRecords bounds the documents listed in a report.
 const importReportRecords = 1000
@@ -93,19 +97,24 @@ func (n *Node) Import(ctx context.Context, ch cid.Cid, r io.Reader, o api.Import
 	if progress == nil {
 		progress = func(api.ImportProgress) {}
 	}
-	// Imports of one node run one at a time: two of the same file must
-	// not both publish its documents.
-	n.importMu.Lock()
-	defer n.importMu.Unlock()
-
 	// The file is read twice (checked whole, then published), so it is
-	// kept in a temporary file, not in memory.
-	tmp, size, err := spool(n.cfg.Home, r)
+	// kept in a temporary file, not in memory. An EPCIS document is
+	// decoded an event at a time, each event whole: it is bounded lower.
+	limit := int64(maxImportBytes)
+	if o.Format == interchange.FormatEPCIS {
+		limit = maxEPCISBytes
+	}
+	tmp, size, err := spool(n.cfg.Home, r, limit)
 	if err != nil {
 		return nil, err
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
+
+	// Imports of one node run one at a time: two of the same file must
+	// not both publish its documents.
+	n.importMu.Lock()
+	defer n.importMu.Unlock()
 
 	name, brn := n.profile()
 	self := map[string]any{"scheme": "peer", "id": n.self.String()}
@@ -124,11 +133,16 @@ func (n *Node) Import(ctx context.Context, ch cid.Cid, r io.Reader, o api.Import
 		// An EPCIS event is a document of its own, named by its eventID,
 		// or by its content when it has none.
 		var sum interchange.Summary
+		inFile := map[string]bool{}
 		n, errs, err := interchange.ReadEPCIS(io.NewSectionReader(tmp, 0, size), o.File, func(i int, ev map[string]any) error {
 			id, _ := ev["eventID"].(string)
 			if id == "" {
 				id = "sha256:" + contentHash(ev)
 			}
+			if inFile[id] {
+				return nil // the same event again in the file: once is enough
+			}
+			inFile[id] = true
 			sum.Documents++
 			sum.Lines++
 			return fn(interchange.Document{DocID: id, Body: ev, FirstRow: i, LastRow: i, Lines: 1})
@@ -327,9 +341,9 @@ func importFileError(file string, err error) error {
 	return badf("%s: %v", file, err)
 }
 
-// spool copies r into a temporary file in the node's home, up to
-// maxImportBytes.
-func spool(home string, r io.Reader) (*os.File, int64, error) {
+// spool copies r into a temporary file in the node's home, up to limit
+// bytes.
+func spool(home string, r io.Reader, limit int64) (*os.File, int64, error) {
 	dir := filepath.Join(home, "tmp")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, 0, err
@@ -338,9 +352,9 @@ func spool(home string, r io.Reader) (*os.File, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	n, err := io.Copy(f, io.LimitReader(r, maxImportBytes+1))
-	if err == nil && n > maxImportBytes {
-		err = fmt.Errorf("%w: the file is over %d MiB; split it", protocol.ErrTooLarge, maxImportBytes>>20)
+	n, err := io.Copy(f, io.LimitReader(r, limit+1))
+	if err == nil && n > limit {
+		err = fmt.Errorf("%w: the file is over %d MiB; split it", protocol.ErrTooLarge, limit>>20)
 	}
 	if err != nil {
 		f.Close()

@@ -252,6 +252,16 @@ func TestImportEPCIS(t *testing.T) {
 	if rep := imp(examples[0]); rep.Published != 0 || rep.Unchanged == 0 {
 		t.Fatalf("second import: %+v", rep)
 	}
+	// One event twice in a file is published once.
+	ev := `{"type": "ObjectEvent", "eventTime": "2026-11-25T14:30:00+09:00", "eventTimeZoneOffset": "+09:00", "action": "OBSERVE", "bizStep": "shipping"}`
+	twice := filepath.Join(t.TempDir(), "twice.jsonld")
+	doc := `{"@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"], "type": "EPCISDocument", "schemaVersion": "2.0", "creationDate": "2026-11-25T15:00:00+09:00", "epcisBody": {"eventList": [` + ev + `, ` + ev + `]}}`
+	if err := os.WriteFile(twice, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rep := imp(twice); rep.Published != 1 || rep.Rows != 2 {
+		t.Fatalf("an event twice in a file: %+v", rep)
+	}
 	before := a.store.Count()
 	rep := imp(filepath.Join(dir, "invalid", "bad_bizstep.json"))
 	if rep.ErrorCount != 1 || rep.Published != 0 || !strings.Contains(rep.Errors[0].Message, "bad_bizstep.json event 1 (ObjectEvent), bizStep") {
