@@ -26,6 +26,9 @@ type EPCISRecord struct {
 	CID  cid.Cid
 	Kind string
 	Body map[string]any
+	// Orders are the order numbers a receipt's despatch-advice fulfils,
+	// which the receipt itself does not name: the caller finds them.
+	Orders []string
 }
 
 // EPCISKinds are the kinds that map to events: what moves, is made, is
@@ -147,7 +150,11 @@ func EPCISEvent(r EPCISRecord, base string) (ev map[string]any, ok bool, err err
 		}
 		ref, _ := b["despatchRef"].(map[string]any)
 		ev["quantityList"] = ql
-		ev["bizTransactionList"] = bts("desadv", in.bt("despatch-advice", str(ref, "docId")), "recadv", in.bt("receipt", str(b, "docId")))
+		var bt []any
+		for _, o := range r.Orders {
+			bt = append(bt, bts("po", in.bt("order", o))...)
+		}
+		ev["bizTransactionList"] = append(bt, bts("desadv", in.bt("despatch-advice", str(ref, "docId")), "recadv", in.bt("receipt", str(b, "docId")))...)
 		ev["sourceList"] = []any{map[string]any{"type": "owning_party", "source": in.party(b["seller"])}}
 		ev["destinationList"] = []any{map[string]any{"type": "owning_party", "destination": in.party(b["buyer"])}}
 	case "production-report":

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
@@ -77,7 +78,7 @@ func (n *Node) Export(ctx context.Context, ch cid.Cid, w io.Writer, o api.Export
 			return err
 		})
 	case interchange.FormatEPCIS:
-		return n.exportEPCIS(o, w, each)
+		return n.exportEPCIS(ch, o, w, each)
 	case "car":
 		return n.exportCAR(ctx, ch, o, w, each)
 	case interchange.FormatCSV, interchange.FormatXLSX:
@@ -147,7 +148,7 @@ func (n *Node) latest(s *protocol.Signed) (bool, error) {
 // exportEPCIS writes the channel's despatch-advices, receipts, production
 // reports, inspections and stock counts (the latest version of each) as
 // one EPCIS 2.0 document, each event carrying its record's CID.
-func (n *Node) exportEPCIS(o api.ExportOptions, w io.Writer, each func(func(*protocol.Signed) error) error) error {
+func (n *Node) exportEPCIS(ch cid.Cid, o api.ExportOptions, w io.Writer, each func(func(*protocol.Signed) error) error) error {
 	if o.Kind != "" && !slices.Contains(interchange.EPCISKinds, o.Kind) {
 		return badf("kind %q has no EPCIS event; these do: %v", o.Kind, interchange.EPCISKinds)
 	}
@@ -169,7 +170,11 @@ func (n *Node) exportEPCIS(o api.ExportOptions, w io.Writer, each func(func(*pro
 		if ok, err := n.latest(s); err != nil || !ok {
 			return err
 		}
-		ev, ok, err := interchange.EPCISEvent(interchange.EPCISRecord{CID: s.CID, Kind: s.Record.Kind, Body: s.Record.Body}, base)
+		rec := interchange.EPCISRecord{CID: s.CID, Kind: s.Record.Kind, Body: s.Record.Body}
+		if rec.Kind == "receipt" {
+			rec.Orders = n.receiptOrders(ch, s)
+		}
+		ev, ok, err := interchange.EPCISEvent(rec, base)
 		if err != nil || !ok {
 			return err
 		}
@@ -270,6 +275,43 @@ func (n *Node) addGovernance(b *evidence.Builder, ch cid.Cid) error {
 		}
 		cursor = next
 	}
+}
+
+// receiptOrders finds the orders a receipt's despatch-advice fulfils: the
+// despatch it links "receives", or the one imported here under its
+// number.
+func (n *Node) receiptOrders(ch cid.Cid, s *protocol.Signed) []string {
+	var desadv *protocol.Signed
+	for _, l := range s.Record.Links {
+		if l.Rel == "receives" {
+			if d, err := n.store.Get(l.CID); err == nil {
+				desadv = d
+				break
+			}
+		}
+	}
+	if desadv == nil {
+		ref, _ := s.Record.Body["despatchRef"].(map[string]any)
+		id, _ := ref["docId"].(string)
+		var st importState
+		if b, err := n.store.GetMeta(metaImport, importKey(ch, "despatch-advice", id)); err == nil && json.Unmarshal(b, &st) == nil {
+			if c, err := cid.Decode(st.CID); err == nil {
+				desadv, _ = n.store.Get(c)
+			}
+		}
+	}
+	if desadv == nil {
+		return nil
+	}
+	var orders []string
+	lines, _ := desadv.Record.Body["lines"].([]any)
+	for _, l := range lines {
+		ref, _ := l.(map[string]any)["orderRef"].(map[string]any)
+		if id, _ := ref["docId"].(string); id != "" && !slices.Contains(orders, id) {
+			orders = append(orders, id)
+		}
+	}
+	return orders
 }
 
 // parseSince reads a time given as RFC 3339 or as a date (midnight in

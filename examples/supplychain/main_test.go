@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -60,6 +61,31 @@ func TestDemo(t *testing.T) {
 	}
 	if len(ev.epcis) != 2 {
 		t.Fatalf("%d EPCIS exports, want one per channel", len(ev.epcis))
+	}
+	// The OEM's receipt refers to the order its shipment fulfils.
+	var up struct {
+		Body struct {
+			Events []struct {
+				BizStep string `json:"bizStep"`
+				BT      []struct {
+					Type string `json:"type"`
+				} `json:"bizTransactionList"`
+			} `json:"eventList"`
+		} `json:"epcisBody"`
+	}
+	if err := json.Unmarshal(ev.epcis["한빛-대성 부품거래"], &up); err != nil {
+		t.Fatal(err)
+	}
+	receiving := ""
+	for _, e := range up.Body.Events {
+		if e.BizStep == "receiving" {
+			for _, b := range e.BT {
+				receiving += b.Type + " "
+			}
+		}
+	}
+	if receiving != "po desadv recadv " {
+		t.Errorf("the receipt's bizTransactions: %q, want po desadv recadv", receiving)
 	}
 	for name, doc := range ev.epcis {
 		if err := schema.Validate(doc); err != nil {
