@@ -62,6 +62,10 @@ type Config struct {
 	// partners and channels: leave it off unless a scraper cannot send
 	// the token (Prometheus can: authorization.credentials_file).
 	MetricsPublic bool `toml:"metrics_public,omitempty"`
+	// TimeZone is the IANA zone of times in imported files that carry no
+	// offset (and of dates given to export's since): Asia/Seoul when
+	// empty.
+	TimeZone string `toml:"time_zone,omitempty"`
 
 	// file holds the values config.toml gave, before the overrides of the
 	// environment and flags, when the config was loaded from it.
@@ -127,7 +131,24 @@ func (c *Config) Validate() error {
 	if c.SyncInterval.Duration < time.Second {
 		return fmt.Errorf("config: sync_interval %s is below one second", c.SyncInterval)
 	}
+	if c.TimeZone != "" {
+		if _, err := time.LoadLocation(c.TimeZone); err != nil {
+			return fmt.Errorf("config: time_zone %q: %v (use an IANA name such as Asia/Seoul or Asia/Ho_Chi_Minh)", c.TimeZone, err)
+		}
+	}
 	return nil
+}
+
+// zone returns the zone of TimeZone (Asia/Seoul when empty or unknown).
+func (c *Config) zone() *time.Location {
+	name := c.TimeZone
+	if name == "" {
+		name = "Asia/Seoul"
+	}
+	if z, err := time.LoadLocation(name); err == nil {
+		return z
+	}
+	return time.FixedZone("KST", 9*3600)
 }
 
 func parseLevel(s string) (slog.Level, error) {

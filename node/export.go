@@ -33,7 +33,10 @@ func (n *Node) Export(ctx context.Context, ch cid.Cid, w io.Writer, o api.Export
 	}
 	var since int64
 	if o.Since != "" {
-		t, err := parseSince(o.Since)
+		n.cfgMu.RLock()
+		zone := n.cfg.zone()
+		n.cfgMu.RUnlock()
+		t, err := parseSince(o.Since, zone)
 		if err != nil {
 			return badf("since %q: %v", o.Since, err)
 		}
@@ -315,14 +318,10 @@ func (n *Node) receiptOrders(ch cid.Cid, s *protocol.Signed) []string {
 }
 
 // parseSince reads a time given as RFC 3339 or as a date (midnight in
-// Seoul).
-func parseSince(s string) (time.Time, error) {
+// zone).
+func parseSince(s string, zone *time.Location) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
-	}
-	zone, err := time.LoadLocation("Asia/Seoul")
-	if err != nil {
-		zone = time.FixedZone("KST", 9*3600)
 	}
 	if t, err := time.ParseInLocation(time.DateOnly, s, zone); err == nil {
 		return t, nil

@@ -124,7 +124,10 @@ func (n *Node) Import(ctx context.Context, ch cid.Cid, r io.Reader, o api.Import
 	if name != "" {
 		self["name"] = name
 	}
-	opts := interchange.Options{Kind: o.Kind, Format: o.Format, Encoding: enc, Sheet: o.Sheet, Map: o.Map, Self: self, File: o.File}
+	n.cfgMu.RLock()
+	zone := n.cfg.zone()
+	n.cfgMu.RUnlock()
+	opts := interchange.Options{Kind: o.Kind, Format: o.Format, Encoding: enc, Sheet: o.Sheet, Map: o.Map, Self: self, File: o.File, Zone: zone}
 	rep := &api.ImportReport{File: o.File, Kind: o.Kind, Channel: ch.String(), DryRun: o.DryRun}
 	read := func(fn func(interchange.Document) error) (interchange.Summary, []interchange.RowError, error) {
 		if o.Format != interchange.FormatEPCIS {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -361,4 +362,23 @@ func jsonString(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestImportTimeZone: dates without an offset are in the zone of the
+// node's time_zone.
+func TestImportTimeZone(t *testing.T) {
+	a := startNodeLog(t, "A", slog.LevelWarn, func(c *Config) { c.TimeZone = "Asia/Ho_Chi_Minh" }, testLogWriter{t})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	ch, err := a.CreateChannel(ctx, "vn", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csv := "doc_id,issue_date,seller_id,line_id,buyer_part_no,quantity,unit,requested_delivery_date\nPO-VN,2026-11-20 08:00,3128600455,1,P1,1,EA,2026-11-27\n"
+	if rep, err := a.Import(ctx, ch, strings.NewReader(csv), api.ImportOptions{Kind: "order", Format: "csv"}, nil); err != nil || rep.Published != 1 {
+		t.Fatalf("import: %v %+v", err, rep)
+	}
+	if got := docsHeld(t, a, ch, "order")["PO-VN"][0].Record.Body["issuedAt"]; got != "2026-11-20T08:00:00+07:00" {
+		t.Fatalf("issuedAt %v, want 08:00 at +07:00", got)
+	}
 }
