@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -44,6 +45,12 @@ func (b *Builder) Add(s *protocol.Signed, selected bool) {
 	}
 	b.seen[s.CID] = len(b.entries)
 	b.entries = append(b.entries, entry{record: s.CID, envelope: rawCID(s.Envelope), selected: selected})
+}
+
+// Has reports whether record c was added.
+func (b *Builder) Has(c cid.Cid) bool {
+	_, ok := b.seen[c]
+	return ok
 }
 
 // Len is the number of records added.
@@ -111,13 +118,24 @@ type Checked struct {
 	Selected bool
 }
 
+// Channel is a channel of a bundle's records, as its governance records
+// in the bundle make it: whoever checks a bundle trusts it as far as they
+// recognise these peers.
+type Channel struct {
+	ID      cid.Cid
+	Name    string
+	Admins  []peer.ID
+	Members []peer.ID
+	Changes int // membership changes in the bundle
+}
+
 // Report is what Verify found: every record holds.
 type Report struct {
 	Created  time.Time
 	Blocks   int
 	Records  []Checked // in the root's order
 	Selected int
-	Channels int
+	Channels []Channel
 }
 
 // Verify checks the bundle in r with nothing else: every block's hash,
@@ -159,6 +177,15 @@ func Verify(r io.Reader) (*Report, error) {
 	rep := &Report{Created: time.UnixMilli(root.created), Blocks: len(blocks)}
 	recs := make([]*protocol.Signed, 0, len(root.entries))
 	byCID := map[cid.Cid]*protocol.Signed{}
+	listed := map[cid.Cid]bool{}
+	for i, e := range root.entries {
+		// Each record and envelope once: a root that repeats one would
+		// have it opened again and again.
+		if listed[e.record] || listed[e.envelope] {
+			return nil, fmt.Errorf("entry %d: record %s or its envelope is listed twice in the root", i, e.record)
+		}
+		listed[e.record], listed[e.envelope] = true, true
+	}
 	for i, e := range root.entries {
 		b, ok := blocks[e.envelope]
 		if !ok {
@@ -166,6 +193,9 @@ func Verify(r io.Reader) (*Report, error) {
 		}
 		s, err := protocol.Open(b.data)
 		if err != nil {
+			return nil, fmt.Errorf("record %s (block at byte %d): %w", e.record, b.offset, err)
+		}
+		if err := protocol.ValidateBody(s.Record.Kind, s.Record.Body); err != nil {
 			return nil, fmt.Errorf("record %s (block at byte %d): %w", e.record, b.offset, err)
 		}
 		if !s.CID.Equals(e.record) {
@@ -178,6 +208,9 @@ func Verify(r io.Reader) (*Report, error) {
 	for _, c := range root.selected {
 		if byCID[c] == nil {
 			return nil, fmt.Errorf("selected record %s is not among the bundle's entries", c)
+		}
+		if selected[c] {
+			return nil, fmt.Errorf("selected record %s is listed twice", c)
 		}
 		selected[c] = true
 	}
@@ -217,10 +250,19 @@ func Verify(r io.Reader) (*Report, error) {
 		v, ok := views[ch]
 		if !ok {
 			v = protocol.Membership(g.genesis, g.changes)
+			if len(v.Pending) > 0 {
+				// A change that follows one the bundle lacks counts for
+				// nothing: a bundle could drop a removal's predecessor
+				// to undo the removal.
+				return nil, fmt.Errorf("membership change %s of channel %s follows a change the bundle does not hold: the channel's governance in the bundle is incomplete", v.Pending[0].CID, ch)
+			}
 			views[ch] = v
 		}
 		if s.Record.Kind == protocol.KindChannelMembers {
-			continue // a change counts only if its author was an admin; the fold says which did
+			if selected[s.CID] && !v.Applied[s.CID] {
+				return nil, fmt.Errorf("membership change %s of channel %s was signed by %s, who was not an admin at its point: it counts for nothing", s.CID, ch, s.Record.Author)
+			}
+			continue
 		}
 		author := s.Record.Author
 		if last, removed := v.Removed[author]; removed {
@@ -255,6 +297,9 @@ func Verify(r io.Reader) (*Report, error) {
 			if s.Record.Seq == 1 && s.Record.Prev.Defined() {
 				return nil, fmt.Errorf("record %s is seq 1 of %s in %s and names a prev", s.CID, k.author, k.ch)
 			}
+			if s.Record.Seq > 1 && !s.Record.Prev.Defined() {
+				return nil, fmt.Errorf("record %s is seq %d of %s in %s and names no prev", s.CID, s.Record.Seq, k.author, k.ch)
+			}
 			if i == 0 {
 				continue
 			}
@@ -275,7 +320,20 @@ func Verify(r io.Reader) (*Report, error) {
 		}
 		rep.Records = append(rep.Records, c)
 	}
-	rep.Channels = len(govs)
+	for ch, g := range govs {
+		if g.genesis == nil {
+			continue // only governance of a channel whose genesis is missing: nothing depends on it
+		}
+		v, ok := views[ch]
+		if !ok {
+			if v = protocol.Membership(g.genesis, g.changes); len(v.Pending) > 0 {
+				return nil, fmt.Errorf("membership change %s of channel %s follows a change the bundle does not hold: the channel's governance in the bundle is incomplete", v.Pending[0].CID, ch)
+			}
+		}
+		name, _ := g.genesis.Record.Body["name"].(string)
+		rep.Channels = append(rep.Channels, Channel{ID: ch, Name: name, Admins: v.Admins, Members: v.Members, Changes: len(g.changes)})
+	}
+	slices.SortFunc(rep.Channels, func(a, b Channel) int { return strings.Compare(a.Name+a.ID.String(), b.Name+b.ID.String()) })
 	return rep, nil
 }
 

@@ -101,7 +101,7 @@ func TestBundleVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Blocks != 5 || len(rep.Records) != 4 || rep.Selected != 3 || rep.Channels != 1 {
+	if rep.Blocks != 5 || len(rep.Records) != 4 || rep.Selected != 3 || len(rep.Channels) != 1 {
 		t.Fatalf("report %+v", rep)
 	}
 }
@@ -224,4 +224,80 @@ func FuzzVerify(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = Verify(bytes.NewReader(data))
 	})
+}
+
+// signLinked signs s's next record in ch with links.
+func (s *signer) signLinked(t testing.TB, ch cid.Cid, kind string, body map[string]any, links ...protocol.Link) *protocol.Signed {
+	t.Helper()
+	s.seq[ch]++
+	r := &protocol.Record{Channel: ch, Author: s.id, Seq: s.seq[ch], Prev: s.prev[ch], Time: 1764000000000 + int64(s.seq[ch]), Kind: kind, Body: body, Links: links}
+	out, err := protocol.Seal(r, s.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.prev[ch] = out.CID
+	return out
+}
+
+func bundleOf(t *testing.T, recs ...*protocol.Signed) []byte {
+	t.Helper()
+	bl := NewBuilder()
+	env := map[cid.Cid][]byte{}
+	for _, r := range recs {
+		bl.Add(r, true)
+		env[r.CID] = r.Envelope
+	}
+	var buf bytes.Buffer
+	if err := bl.Write(&buf, time.Now(), func(c cid.Cid) ([]byte, error) { return env[c], nil }); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestBundleGovernanceHoles: a bundle cannot undo a removal by leaving
+// out the change it follows, a change by someone who is not an admin
+// does not pass as checked, and a root that lists one record twice is
+// refused.
+func TestBundleGovernanceHoles(t *testing.T) {
+	a, m, x := newSigner(t), newSigner(t), newSigner(t)
+	g := genesis(t, a)
+	ch := g.CID
+	after := func(c cid.Cid) protocol.Link { return protocol.Link{Rel: protocol.RelAfter, CID: c} }
+	add := a.signLinked(t, ch, protocol.KindChannelMembers, map[string]any{"add": []any{m.id.String()}}, after(g.CID))
+	note := m.sign(t, ch, "note", map[string]any{"text": "before the removal"})
+	remove := a.signLinked(t, ch, protocol.KindChannelMembers, map[string]any{"remove": []any{map[string]any{"member": m.id.String(), "lastSeq": int64(0)}}}, after(add.CID))
+	if _, err := Verify(bytes.NewReader(bundleOf(t, g, add, remove, note))); err == nil || !strings.Contains(err.Error(), "was removed") {
+		t.Fatalf("the whole governance: %v, want m's note refused as after its removal", err)
+	}
+	// Without the change the removal follows, the removal would count
+	// for nothing: the bundle is refused as incomplete instead.
+	if _, err := Verify(bytes.NewReader(bundleOf(t, g, remove, note))); err == nil || !strings.Contains(err.Error(), "incomplete") {
+		t.Fatalf("removal without its predecessor: %v", err)
+	}
+	// A stranger's change, selected, does not pass.
+	stranger := x.signLinked(t, ch, protocol.KindChannelMembers, map[string]any{"add": []any{x.id.String()}}, after(g.CID))
+	if _, err := Verify(bytes.NewReader(bundleOf(t, g, stranger))); err == nil || !strings.Contains(err.Error(), "not an admin") {
+		t.Fatalf("a stranger's change: %v", err)
+	}
+	// (A record of seq 2 or more without prev does not seal: protocol
+	// refuses it before the bundle's chain check would.)
+	b := newSigner(t)
+	g2 := genesis(t, a, b)
+	// A root that lists one record twice.
+	one := b.sign(t, g2.CID, "note", map[string]any{"text": "once"})
+	ent := map[string]any{"record": one.CID, "envelope": rawCID(one.Envelope)}
+	root, err := protocol.EncodeValue(map[string]any{"type": rootType, "version": int64(1), "created": int64(0), "selected": []any{}, "entries": []any{ent, ent}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	cw, err := newCARWriter(&buf, protocol.Sum(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cw.put(protocol.Sum(root), root)
+	cw.put(rawCID(one.Envelope), one.Envelope)
+	if _, err := Verify(bytes.NewReader(buf.Bytes())); err == nil || !strings.Contains(err.Error(), "listed twice") {
+		t.Fatalf("a record listed twice: %v", err)
+	}
 }

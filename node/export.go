@@ -45,6 +45,15 @@ func (n *Node) Export(ctx context.Context, ch cid.Cid, w io.Writer, o api.Export
 	if o.Kind != "" && !protocol.KnownKind(o.Kind) {
 		return badf("kind %q is not a record kind (see `sangsaeng kinds`)", o.Kind)
 	}
+	if (o.CID != "" || o.WithLinks || o.CrossChannel) && o.Format != "car" {
+		return badf("cid, with_links and cross_channel go with format car")
+	}
+	if o.CID != "" && (o.Kind != "" || o.Since != "") {
+		return badf("a bundle of one record (cid) takes no kind or since")
+	}
+	if (o.WithLinks || o.CrossChannel) && o.CID == "" {
+		return badf("with_links and cross_channel go with cid")
+	}
 	each := func(fn func(*protocol.Signed) error) error {
 		var after uint64
 		for {
@@ -134,14 +143,23 @@ func (n *Node) Export(ctx context.Context, ch cid.Cid, w io.Writer, o api.Export
 	return tw.Close()
 }
 
-// latest reports whether no record supersedes s.
+// latest reports whether no record supersedes s: a record of the same
+// kind by the same author in the same channel that links it
+// "supersedes". Anyone else's link does not hide it.
 func (n *Node) latest(s *protocol.Signed) (bool, error) {
 	bl, err := n.store.Backlinks(s.CID)
 	if err != nil {
 		return false, err
 	}
 	for _, b := range bl {
-		if b.Rel == "supersedes" {
+		if b.Rel != "supersedes" {
+			continue
+		}
+		by, err := n.store.Get(b.From)
+		if err != nil {
+			continue
+		}
+		if by.Record.Author == s.Record.Author && by.Record.Kind == s.Record.Kind && by.ChannelOf() == s.ChannelOf() {
 			return false, nil
 		}
 	}
@@ -197,6 +215,7 @@ const maxLinkedRecords = 10_000
 func (n *Node) exportCAR(ctx context.Context, ch cid.Cid, o api.ExportOptions, w io.Writer, each func(func(*protocol.Signed) error) error) error {
 	b := evidence.NewBuilder()
 	channels := map[cid.Cid]bool{ch: true}
+	skipped := map[cid.Cid]bool{}
 	if o.CID != "" {
 		c, err := cid.Decode(o.CID)
 		if err != nil {
@@ -223,10 +242,17 @@ func (n *Node) exportCAR(ctx context.Context, ch cid.Cid, o api.ExportOptions, w
 					if err != nil {
 						continue // a record this node does not hold
 					}
-					if b.Len() >= maxLinkedRecords {
-						return badf("record %s links to more than %d records; bundle fewer", c, maxLinkedRecords)
+					if t.ChannelOf() != ch && !o.CrossChannel {
+						// Another channel's records, and its members,
+						// go to whoever gets the bundle only when the
+						// operator says so.
+						skipped[t.ChannelOf()] = true
+						continue
 					}
 					before := b.Len()
+					if !b.Has(t.CID) && before >= maxLinkedRecords {
+						return badf("record %s links to more than %d records; bundle fewer", c, maxLinkedRecords)
+					}
 					b.Add(t, false)
 					if b.Len() > before {
 						channels[t.ChannelOf()] = true
@@ -245,6 +271,9 @@ func (n *Node) exportCAR(ctx context.Context, ch cid.Cid, o api.ExportOptions, w
 		if err := n.addGovernance(b, c); err != nil {
 			return err
 		}
+	}
+	if len(skipped) > 0 {
+		n.log.Info("evidence bundle: links into other channels left out (cross_channel adds them)", "record", o.CID, "channels", len(skipped))
 	}
 	return b.Write(w, time.Now(), func(c cid.Cid) ([]byte, error) {
 		s, err := n.store.Get(c)

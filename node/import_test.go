@@ -14,6 +14,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"golang.org/x/text/encoding/korean"
 
+	"github.com/sangsaeng/sangsaeng/evidence"
 	"github.com/sangsaeng/sangsaeng/node/api"
 	"github.com/sangsaeng/sangsaeng/protocol"
 )
@@ -380,5 +381,56 @@ func TestImportTimeZone(t *testing.T) {
 	}
 	if got := docsHeld(t, a, ch, "order")["PO-VN"][0].Record.Body["issuedAt"]; got != "2026-11-20T08:00:00+07:00" {
 		t.Fatalf("issuedAt %v, want 08:00 at +07:00", got)
+	}
+}
+
+// TestBundleStaysInChannel: --with-links follows links within the
+// channel; into another channel only with cross_channel, which also
+// brings that channel's governance.
+func TestBundleStaysInChannel(t *testing.T) {
+	a := startNode(t, "A")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	x, err := a.CreateChannel(ctx, "x", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := a.CreateChannel(ctx, "y", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inY, err := a.Publish(ctx, y, "note", map[string]any{"text": "the supplier's lot"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inX, err := a.Publish(ctx, x, "note", map[string]any{"text": "our shipment"}, []protocol.Link{{Rel: "cites", CID: inY.CID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	channels := func(cross bool) int {
+		var buf bytes.Buffer
+		if err := a.Export(ctx, x, &buf, api.ExportOptions{Format: "car", CID: inX.CID.String(), WithLinks: true, CrossChannel: cross}); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := evidence.Verify(bytes.NewReader(buf.Bytes()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rep.Records {
+			if r.CID.Equals(inY.CID) && !cross {
+				t.Fatal("a record of channel y went into x's bundle without cross_channel")
+			}
+		}
+		return len(rep.Channels)
+	}
+	if n := channels(false); n != 1 {
+		t.Fatalf("without cross_channel: %d channels", n)
+	}
+	if n := channels(true); n != 2 {
+		t.Fatalf("with cross_channel: %d channels", n)
+	}
+	var buf bytes.Buffer
+	if err := a.Export(ctx, x, &buf, api.ExportOptions{Format: "csv", CID: inX.CID.String()}); err == nil {
+		t.Fatal("a csv export took cid")
 	}
 }

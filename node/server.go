@@ -693,7 +693,7 @@ func (n *Node) apiImport(w http.ResponseWriter, r *http.Request) (any, error) {
 
 // apiExport writes a channel's records as the export's format says (see
 // Node.Export); the options are query parameters: format, kind, since,
-// lang, encoding, id_base, cid, with_links.
+// lang, encoding, id_base, cid, with_links, cross_channel.
 func (n *Node) apiExport(w http.ResponseWriter, r *http.Request) (any, error) {
 	ch, err := n.resolveChannel(r.PathValue("ch"))
 	if err != nil {
@@ -701,7 +701,8 @@ func (n *Node) apiExport(w http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	q := r.URL.Query()
 	o := api.ExportOptions{Format: q.Get("format"), Kind: q.Get("kind"), Since: q.Get("since"), Lang: q.Get("lang"), Encoding: q.Get("encoding"), IDBase: q.Get("id_base"),
-		CID: q.Get("cid"), WithLinks: q.Get("with_links") == "true" || q.Get("with_links") == "1"}
+		CID: q.Get("cid"), WithLinks: q.Get("with_links") == "true" || q.Get("with_links") == "1",
+		CrossChannel: q.Get("cross_channel") == "true" || q.Get("cross_channel") == "1"}
 	ctype := map[string]string{"": "application/x-ndjson", "jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8", "epcis": "application/ld+json", "car": "application/vnd.ipld.car",
 		"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}[o.Format]
 	if o.Format == "csv" && strings.EqualFold(o.Encoding, "cp949") {

@@ -24,12 +24,14 @@ func cmdExport(ctx context.Context, env *Env, args []string) error {
 			"CID (sangsaeng:record) and identifiers under --id-base (https://id.example.co.kr).\n"+
 			"--format car writes an evidence bundle (CARv1): the records, the governance records\n"+
 			"that make their authors members, and a root that lists them; --cid takes one record,\n"+
-			"--with-links everything it links to as well. `sangsaeng verify FILE.car` checks it\n"+
-			"offline, anywhere.")
+			"--with-links everything it links to in the channel as well (--cross-channel: in the\n"+
+			"node's other channels too, whose records and members then go with the bundle).\n"+
+			"`sangsaeng verify FILE.car` checks it offline, anywhere.")
 	channel := f.String("channel", "", "the `CHANNEL` (ID or name)")
 	format := f.String("format", "jsonl", "`jsonl, csv, xlsx, epcis or car`")
 	oneCID := f.String("cid", "", "car: bundle only the record `CID`")
-	withLinks := f.Bool("with-links", false, "car: with --cid, add every record it links to, and theirs")
+	withLinks := f.Bool("with-links", false, "car: with --cid, add every record it links to in the channel, and theirs")
+	cross := f.Bool("cross-channel", false, "car: with --with-links, follow links into the node's other channels too (their records and members go with the bundle)")
 	idBase := f.String("id-base", "", "EPCIS: the root `URL` of the company's identifiers (default https://id.invalid/PEER-ID)")
 	kind := f.String("kind", "", "only records of `KIND` (required for csv and xlsx)")
 	since := f.String("since", "", "only records from `TIME` on (2026-11-20 or RFC 3339)")
@@ -58,10 +60,16 @@ func cmdExport(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *withLinks && *oneCID == "" {
-		return f.usageErrorf("--with-links goes with --cid")
+	if (*withLinks || *cross) && *oneCID == "" {
+		return f.usageErrorf("--with-links and --cross-channel go with --cid")
 	}
-	o := api.ExportOptions{Format: *format, Kind: *kind, Since: *since, Lang: *lang, Encoding: *encoding, IDBase: *idBase, CID: *oneCID, WithLinks: *withLinks}
+	if *oneCID != "" && *format != "car" {
+		return f.usageErrorf("--cid goes with --format car")
+	}
+	if *cross && !*withLinks {
+		return f.usageErrorf("--cross-channel goes with --with-links")
+	}
+	o := api.ExportOptions{Format: *format, Kind: *kind, Since: *since, Lang: *lang, Encoding: *encoding, IDBase: *idBase, CID: *oneCID, WithLinks: *withLinks, CrossChannel: *cross}
 	if *out == "" {
 		return c.Export(ctx, *channel, o, env.Stdout)
 	}

@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/sangsaeng/sangsaeng/evidence"
 	"github.com/sangsaeng/sangsaeng/node/api"
 	"github.com/sangsaeng/sangsaeng/protocol"
@@ -106,14 +108,24 @@ func verifyBundle(env *Env, path string) error {
 			Time     string `json:"time"`
 			Selected bool   `json:"selected"`
 		}
+		type channel struct {
+			ID      string   `json:"id"`
+			Name    string   `json:"name"`
+			Admins  []string `json:"admins"`
+			Members []string `json:"members"`
+			Changes int      `json:"membershipChanges"`
+		}
 		out := struct {
-			OK       bool   `json:"ok"`
-			File     string `json:"file"`
-			Created  string `json:"created"`
-			Blocks   int    `json:"blocks"`
-			Channels int    `json:"channels"`
-			Records  []rec  `json:"records"`
-		}{OK: true, File: path, Created: rep.Created.UTC().Format(time.RFC3339), Blocks: rep.Blocks, Channels: rep.Channels}
+			OK       bool      `json:"ok"`
+			File     string    `json:"file"`
+			Created  string    `json:"created"`
+			Blocks   int       `json:"blocks"`
+			Channels []channel `json:"channels"`
+			Records  []rec     `json:"records"`
+		}{OK: true, File: path, Created: rep.Created.UTC().Format(time.RFC3339), Blocks: rep.Blocks}
+		for _, c := range rep.Channels {
+			out.Channels = append(out.Channels, channel{c.ID.String(), c.Name, peerStrings(c.Admins), peerStrings(c.Members), c.Changes})
+		}
 		for _, r := range rep.Records {
 			out.Records = append(out.Records, rec{r.CID.String(), r.Kind, r.Author.String(), r.Channel.String(), r.Seq, r.Time.UTC().Format(time.RFC3339Nano), r.Selected})
 		}
@@ -131,9 +143,22 @@ func verifyBundle(env *Env, path string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(env.Stdout, "ok: %s: %d records (%d selected, *) in %d channels, made %s: every block's hash, signature, CID, membership and chain position checks out\n",
-		path, len(rep.Records), rep.Selected, rep.Channels, rep.Created.Format(time.RFC3339))
+	for _, c := range rep.Channels {
+		fmt.Fprintf(env.Stdout, "channel %q %s: admins %s; %d members; %d membership changes in the bundle\n",
+			c.Name, c.ID, strings.Join(peerStrings(c.Admins), ", "), len(c.Members), c.Changes)
+	}
+	_, err = fmt.Fprintf(env.Stdout, "ok: %s: %d records (%d selected, *) in %d channels, made %s: every block's hash, signature, CID and schema checks out, "+
+		"and each author is a member by the governance records in this bundle, in one chain. Trust it as far as you know the channels' admins above.\n",
+		path, len(rep.Records), rep.Selected, len(rep.Channels), rep.Created.Format(time.RFC3339))
 	return err
+}
+
+func peerStrings(ps []peer.ID) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
 }
 
 // verify checks arg, a file of envelope bytes or a CID. offline is set when

@@ -212,7 +212,7 @@ func run(verbose bool, ev *auditTrail) error {
 		}
 	}
 	var bundle bytes.Buffer
-	if err := t1.n.Export(ctx, up, &bundle, api.ExportOptions{Format: "car", CID: ship.CID.String(), WithLinks: true}); err != nil {
+	if err := t1.n.Export(ctx, up, &bundle, api.ExportOptions{Format: "car", CID: ship.CID.String(), WithLinks: true, CrossChannel: true}); err != nil {
 		return fmt.Errorf("evidence bundle of the shipment: %w", err)
 	}
 	fmt.Printf("%s's evidence bundle of shipment %s: %d bytes (check it anywhere: sangsaeng verify shipment.car)\n", t1.name, padDespatch()["docId"], bundle.Len())

@@ -45,8 +45,8 @@ func TestDemo(t *testing.T) {
 	for _, r := range rep.Records {
 		kinds[r.Kind]++
 	}
-	if rep.Selected != 1 || rep.Channels != 2 || kinds["production-report"] != 2 || kinds["despatch-advice"] != 2 || kinds["order"] != 2 {
-		t.Fatalf("bundle: %d selected, %d channels, kinds %v", rep.Selected, rep.Channels, kinds)
+	if rep.Selected != 1 || len(rep.Channels) != 2 || kinds["production-report"] != 2 || kinds["despatch-advice"] != 2 || kinds["order"] != 2 {
+		t.Fatalf("bundle: %d selected, %d channels, kinds %v", rep.Selected, len(rep.Channels), kinds)
 	}
 	for i := 0; i < len(ev.car); i += 7 {
 		bad := bytes.Clone(ev.car)

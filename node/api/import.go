@@ -100,6 +100,9 @@ func (c *Client) Export(ctx context.Context, channel string, o ExportOptions, w 
 	if o.WithLinks {
 		q.Set("with_links", "true")
 	}
+	if o.CrossChannel {
+		q.Set("cross_channel", "true")
+	}
 	path := "/v1/channels/" + url.PathEscape(channel) + "/export?" + q.Encode()
 	resp, err := c.send(ctx, http.MethodGet, path, nil, "")
 	if err != nil {

@@ -317,4 +317,7 @@ type ExportOptions struct {
 	// channel's); WithLinks adds every record it links to, and theirs.
 	CID       string `json:"cid,omitempty"`
 	WithLinks bool   `json:"withLinks,omitempty"`
+	// CrossChannel lets WithLinks follow links into the node's other
+	// channels: their records and members then go with the bundle.
+	CrossChannel bool `json:"crossChannel,omitempty"`
 }
