@@ -108,6 +108,8 @@ func (n *Node) Handler() http.Handler {
 	h("POST /v1/channels/{ch}/records", n.apiPublish)
 	h(importRoute, n.apiImport)
 	h("GET /v1/channels/{ch}/export", n.apiExport)
+	h("GET /v1/orders", n.apiOrders)
+	h("GET /v1/orders/{docId}", n.apiOrder)
 	h("POST /v1/join", n.apiJoin)
 	h("PUT /v1/profile", n.apiProfile)
 	h("GET /v1/records", n.apiRecords)
@@ -212,7 +214,7 @@ func apiError(err error) *api.Error {
 		code, status = api.CodeTooLarge, http.StatusRequestEntityTooLarge
 	case errors.Is(err, protocol.ErrInvalidBody), errors.Is(err, protocol.ErrUnknownKind), errors.Is(err, protocol.ErrMalformed), errors.Is(err, protocol.ErrBadJSON):
 		code, status = api.CodeInvalidRecord, http.StatusUnprocessableEntity
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, errNoChannel):
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, errNoChannel), errors.Is(err, errNoOrder):
 		code, status = api.CodeNotFound, http.StatusNotFound
 	case errors.Is(err, ErrNotJoined), errors.Is(err, ErrNotMember), errors.Is(err, ErrRemoved), errors.Is(err, ErrRemovedFinal):
 		code, status = api.CodeNotMember, http.StatusForbidden
@@ -250,6 +252,7 @@ func parsePeer(s string) (peer.ID, error) {
 }
 
 var (
+	errNoOrder   = errors.New("no such order")
 	errNoChannel = errors.New("no such channel")
 	errAmbiguous = errors.New("channel name is ambiguous")
 )
@@ -689,6 +692,50 @@ func (n *Node) apiImport(w http.ResponseWriter, r *http.Request) (any, error) {
 		send(map[string]any{"report": rep})
 	}
 	return rawBody{}, nil
+}
+
+// apiOrders lists the orders' lifecycles: ?channel= one channel,
+// ?status= open, late, done, rejected or cancelled.
+func (n *Node) apiOrders(_ http.ResponseWriter, r *http.Request) (any, error) {
+	ch := cid.Undef
+	if s := r.URL.Query().Get("channel"); s != "" {
+		c, err := n.resolveChannel(s)
+		if err != nil {
+			return nil, err
+		}
+		ch = c
+	}
+	status := r.URL.Query().Get("status")
+	switch status {
+	case "", "open", "late", "done", "rejected", "cancelled":
+	default:
+		return nil, badf("status %q: want open, late, done, rejected or cancelled", status)
+	}
+	all, err := n.Orders(ch, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	out := []api.Order{}
+	for _, o := range all {
+		// Late orders are open ones too.
+		if status == "" || o.Status == status || (status == "open" && o.Status == "late") {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+// apiOrder is one order's lifecycle.
+func (n *Node) apiOrder(_ http.ResponseWriter, r *http.Request) (any, error) {
+	ch := cid.Undef
+	if s := r.URL.Query().Get("channel"); s != "" {
+		c, err := n.resolveChannel(s)
+		if err != nil {
+			return nil, err
+		}
+		ch = c
+	}
+	return n.Order(ch, r.PathValue("docId"), time.Now())
 }
 
 // apiExport writes a channel's records as the export's format says (see

@@ -77,6 +77,8 @@ func init() {
 		{"publish", "CHANNEL KIND [FILE|-] [--link REL=CID]...", "sign and publish a record; prints its CID", cmdPublish},
 		{"import", "csv|xlsx|epcis FILE --channel C [--kind K] [--map MAP.toml] [--dry-run]", "publish the documents of a CSV, Excel or EPCIS file", cmdImport},
 		{"export", "--channel C --format jsonl|csv|xlsx|epcis|car [--kind K] [--since T] [-o FILE]", "write a channel's records as JSON Lines, CSV, Excel, EPCIS or a CAR evidence bundle", cmdExport},
+		{"orders", "[--channel C] [--status open|late|done]", "the orders' lifecycles: shipped, received, open, late", cmdOrders},
+		{"order", "DOC-ID [--channel C]", "one order's lifecycle, line by line", cmdOrder},
 		{"get", "CID [--raw]", "a record as JSON, or its signed envelope", cmdGet},
 		{"records", "[--channel C] [--kind K] [--author P] [--since T] [--limit N]", "list records, newest first", cmdRecords},
 		{"verify", "CID | FILE | BUNDLE.car", "check a record's signature, CID and chain position", cmdVerify},

@@ -63,6 +63,7 @@ func main() {
 type auditTrail struct {
 	epcis map[string][]byte // channel name → EPCIS document
 	car   []byte            // the Friday shipment with everything it links to
+	order *api.Order        // the OEM's view of its order at the end
 }
 
 // run plays the week; when ev is not nil, it also keeps the evidence.
@@ -196,6 +197,20 @@ func run(verbose bool, ev *auditTrail) error {
 	if t1Down != t2Down {
 		return fmt.Errorf("the tier 1 holds %d records of its channel with the tier 2, the tier 2 %d", t1Down, t2Down)
 	}
+	fmt.Println("\n── The OEM's order, line by line ───────────────────────────────────")
+	po1, err := oem.n.Order(up, order()["docId"].(string), time.Now())
+	if err != nil {
+		return fmt.Errorf("the OEM's view of its order: %w", err)
+	}
+	fmt.Printf("%s v%d: %s (response %s)\n", po1.DocID, po1.Version, po1.Status, po1.Response)
+	for _, l := range po1.Lines {
+		fmt.Printf("  line %s %-14s ordered %s %s, shipped %s, received %s (accepted %s, rejected %s), open %s\n",
+			l.LineID, l.Part, l.Ordered, l.Unit, l.Shipped, l.Received, l.Accepted, l.Rejected, l.Open)
+	}
+	if ev != nil {
+		ev.order = po1
+	}
+
 	fmt.Println("\n── Evidence for an auditor ─────────────────────────────────────────")
 	for _, ch := range []cid.Cid{up, down} {
 		var buf bytes.Buffer

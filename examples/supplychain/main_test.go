@@ -35,6 +35,10 @@ func TestDemo(t *testing.T) {
 		}
 		t.Skip(msg + " (skipped outside CI)")
 	}
+	// The OEM sees its order shipped and received in full.
+	if ev.order == nil || ev.order.Status != "done" || len(ev.order.Lines) == 0 || ev.order.Lines[0].Shipped == "0" || ev.order.Lines[0].Open != "0" {
+		t.Fatalf("the OEM's order at the end of the week: %+v", ev.order)
+	}
 	// The shipment's bundle checks out offline, across both channels,
 	// and not with any bit flipped.
 	rep, err := evidence.Verify(bytes.NewReader(ev.car))

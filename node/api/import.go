@@ -114,3 +114,27 @@ func (c *Client) Export(ctx context.Context, channel string, o ExportOptions, w 
 	}
 	return nil
 }
+
+// Orders lists the lifecycle of the orders in channel (every channel when
+// empty) with status (every status when empty; "open" includes late).
+func (c *Client) Orders(ctx context.Context, channel, status string) ([]Order, error) {
+	q := url.Values{}
+	if channel != "" {
+		q.Set("channel", channel)
+	}
+	if status != "" {
+		q.Set("status", status)
+	}
+	var v []Order
+	return v, c.do(ctx, http.MethodGet, "/v1/orders?"+q.Encode(), nil, &v)
+}
+
+// Order returns the lifecycle of order docID.
+func (c *Client) Order(ctx context.Context, channel, docID string) (*Order, error) {
+	q := url.Values{}
+	if channel != "" {
+		q.Set("channel", channel)
+	}
+	var v Order
+	return &v, c.do(ctx, http.MethodGet, "/v1/orders/"+url.PathEscape(docID)+"?"+q.Encode(), nil, &v)
+}

@@ -321,3 +321,60 @@ type ExportOptions struct {
 	// channels: their records and members then go with the bundle.
 	CrossChannel bool `json:"crossChannel,omitempty"`
 }
+
+// Order is one order's lifecycle, derived from the records of its
+// channel: the latest version of the order (order-change, supersedes),
+// the seller's response, shipments, receipts and inspections.
+type Order struct {
+	DocID    string `json:"docId"`
+	Version  int64  `json:"docVersion"`
+	Channel  string `json:"channel"`
+	CID      string `json:"cid"` // the order's latest version
+	Buyer    string `json:"buyer"`
+	Seller   string `json:"seller"`
+	IssuedAt string `json:"issuedAt"`
+	// Status: open, late, done, rejected or cancelled.
+	Status   string      `json:"status"`
+	Response string      `json:"response,omitempty"` // accepted, changed or rejected
+	Lines    []OrderLine `json:"lines"`
+}
+
+// OrderLine is one line of an order as far as it got. Quantities are
+// decimal strings in the line's unit.
+type OrderLine struct {
+	LineID    string `json:"lineId"`
+	Part      string `json:"part"`
+	Unit      string `json:"unit"`
+	Ordered   string `json:"ordered"`
+	Confirmed string `json:"confirmed,omitempty"` // what the seller confirmed, when it did
+	// Status: the seller's lineStatus (accepted, changed, rejected), or
+	// cancelled by an order change.
+	Status      string     `json:"status,omitempty"`
+	Shipped     string     `json:"shipped"`
+	Received    string     `json:"received"`
+	Accepted    string     `json:"accepted"`
+	Rejected    string     `json:"rejected"`
+	Open        string     `json:"open"`                // ordered (or confirmed) less what shipped and was not rejected
+	Requested   string     `json:"requested,omitempty"` // the requested delivery date
+	Promised    string     `json:"promised,omitempty"`  // the seller's confirmed date
+	Late        bool       `json:"late"`                // open past the promised (else requested) date
+	Shipments   []Shipment `json:"shipments,omitempty"`
+	Inspections []LotCheck `json:"inspections,omitempty"`
+}
+
+// Shipment is part of a line on a despatch-advice.
+type Shipment struct {
+	DocID        string   `json:"docId"` // the despatch-advice
+	CID          string   `json:"cid"`
+	DespatchedAt string   `json:"despatchedAt"`
+	Quantity     string   `json:"quantity"`
+	Lots         []string `json:"lots,omitempty"`
+}
+
+// LotCheck is an inspection of a lot shipped on a line.
+type LotCheck struct {
+	DocID  string `json:"docId"`
+	CID    string `json:"cid"`
+	Lot    string `json:"lot"`
+	Result string `json:"result"` // pass, fail, conditional
+}

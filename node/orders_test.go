@@ -1,0 +1,93 @@
+package node
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/sangsaeng/sangsaeng/node/api"
+)
+
+// TestOrderLifecycle: with real nodes, a buyer's order goes through a
+// changed confirmation, a partial shipment, a receipt that rejects some
+// parts, an inspection of the lot and an order change; the lifecycle the
+// buyer's node derives, and the seller's, add up line by line. A second
+// order, rejected by the seller, says so.
+func TestOrderLifecycle(t *testing.T) {
+	a, b := startNode(t, "OEM"), startNode(t, "T1")
+	ch := link(t, a, b, "orders")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	party := func(id string) map[string]any { return map[string]any{"scheme": "vendor", "id": id, "name": id} }
+	qty := func(v string) map[string]any { return map[string]any{"value": v, "unit": "H87"} }
+	line := func(id, part, q, date string) map[string]any {
+		return map[string]any{"lineId": id, "item": map[string]any{"buyerPartNo": part}, "quantity": qty(q), "requestedDelivery": map[string]any{"date": date}}
+	}
+	pub := func(n *Node, kind string, body map[string]any) {
+		t.Helper()
+		if _, err := n.Publish(ctx, ch, kind, body, nil); err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+	}
+	pub(a, "order", map[string]any{"docId": "PO-1", "docVersion": int64(1), "issuedAt": "2026-11-20T09:00:00+09:00", "buyer": party("OEM"), "seller": party("T1"),
+		"lines": []any{line("1", "P-100", "100", "2026-11-27"), line("2", "P-200", "50", "2026-11-28")}})
+	pub(b, "order-response", map[string]any{"docId": "OR-1", "docVersion": int64(1), "issuedAt": "2026-11-20T15:00:00+09:00", "orderRef": map[string]any{"docId": "PO-1"},
+		"seller": party("T1"), "buyer": party("OEM"), "responseCode": "changed", "lines": []any{
+			map[string]any{"lineId": "1", "lineStatus": "accepted"},
+			map[string]any{"lineId": "2", "lineStatus": "changed", "confirmedQuantity": qty("40"), "confirmedDeliveryDate": "2026-12-05"}}})
+	pub(b, "despatch-advice", map[string]any{"docId": "DN-1", "docVersion": int64(1), "issuedAt": "2026-11-26T10:00:00+09:00", "despatchedAt": "2026-11-26T10:00:00+09:00",
+		"seller": party("T1"), "buyer": party("OEM"), "lines": []any{
+			map[string]any{"lineId": "1", "orderRef": map[string]any{"docId": "PO-1", "lineId": "1"}, "item": map[string]any{"buyerPartNo": "P-100"}, "quantity": qty("60"), "lotIds": []any{"L1"}},
+			map[string]any{"lineId": "2", "orderRef": map[string]any{"docId": "PO-1", "lineId": "2"}, "item": map[string]any{"buyerPartNo": "P-200"}, "quantity": qty("40")}}})
+	pub(b, "quality-inspection", map[string]any{"docId": "QI-1", "docVersion": int64(1), "inspectedAt": "2026-11-26T09:00:00+09:00", "inspector": party("T1"),
+		"inspectionType": "outgoing", "item": map[string]any{"buyerPartNo": "P-100"}, "lotId": "L1", "sampleSize": int64(5), "result": "pass"})
+	pub(a, "receipt", map[string]any{"docId": "GR-1", "docVersion": int64(1), "issuedAt": "2026-11-27T08:00:00+09:00", "receivedAt": "2026-11-27T08:00:00+09:00",
+		"buyer": party("OEM"), "seller": party("T1"), "despatchRef": map[string]any{"docId": "DN-1"}, "lines": []any{
+			map[string]any{"lineId": "1", "item": map[string]any{"buyerPartNo": "P-100"}, "quantityReceived": qty("60"), "quantityAccepted": qty("55"), "quantityRejected": qty("5"), "rejectReason": "burr"},
+			map[string]any{"lineId": "2", "item": map[string]any{"buyerPartNo": "P-200"}, "quantityReceived": qty("40")}}})
+	// The buyer raises line 1 to 120: version 2 wins.
+	change := map[string]any{"docId": "PO-1", "docVersion": int64(2), "changeSeq": int64(1), "issuedAt": "2026-11-28T09:00:00+09:00", "buyer": party("OEM"), "seller": party("T1"),
+		"lines": []any{line("1", "P-100", "120", "2026-11-27"), line("2", "P-200", "50", "2026-11-28")}}
+	change["lines"].([]any)[0].(map[string]any)["lineAction"] = "change"
+	pub(a, "order-change", change)
+	pub(a, "order", map[string]any{"docId": "PO-2", "docVersion": int64(1), "issuedAt": "2026-11-21T09:00:00+09:00", "buyer": party("OEM"), "seller": party("T1"),
+		"lines": []any{line("1", "P-300", "10", "2026-11-30")}})
+	pub(b, "order-response", map[string]any{"docId": "OR-2", "docVersion": int64(1), "issuedAt": "2026-11-21T15:00:00+09:00", "orderRef": map[string]any{"docId": "PO-2"},
+		"seller": party("T1"), "buyer": party("OEM"), "responseCode": "rejected", "reason": "no capacity"})
+
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for _, n := range []*Node{a, b} {
+		var o *api.Order
+		waitFor(t, n.cfg.Name+" to see the whole of PO-1", 30*time.Second, func() bool {
+			var err error
+			o, err = n.Order(cid.Undef, "PO-1", now)
+			return err == nil && o.Version == 2 && len(o.Lines) == 2 && o.Lines[0].Received != "0" && len(o.Lines[0].Inspections) == 1
+		})
+		l1, l2 := o.Lines[0], o.Lines[1]
+		if o.Status != "late" || o.Response != "changed" {
+			t.Errorf("%s: PO-1 %s, response %s; want late, changed", n.cfg.Name, o.Status, o.Response)
+		}
+		if l1.Ordered != "120" || l1.Shipped != "60" || l1.Accepted != "55" || l1.Rejected != "5" || l1.Open != "65" || !l1.Late || l1.Inspections[0].Result != "pass" {
+			t.Errorf("%s: line 1 %+v", n.cfg.Name, l1)
+		}
+		if l2.Confirmed != "40" || l2.Shipped != "40" || l2.Accepted != "40" || l2.Open != "0" || l2.Late || l2.Promised != "2026-12-05" {
+			t.Errorf("%s: line 2 %+v", n.cfg.Name, l2)
+		}
+		waitFor(t, "PO-2's rejection", 30*time.Second, func() bool {
+			o2, err := n.Order(ch, "PO-2", now)
+			return err == nil && o2.Status == "rejected"
+		})
+	}
+	if _, err := a.Order(cid.Undef, "PO-9", now); err == nil {
+		t.Error("an order nobody placed was found")
+	}
+	h := newAPIHarness(t, a)
+	c := api.NewClient(h.srv.URL, h.token)
+	late, err := c.Orders(ctx, "", "late")
+	if err != nil || len(late) != 1 || late[0].DocID != "PO-1" {
+		// PO-1 is late today as on the test's date: its line 1 was due 2026-11-27.
+		t.Fatalf("late orders: %v %+v", err, late)
+	}
+}
