@@ -8,6 +8,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/sangsaeng/sangsaeng/node/api"
+	"github.com/sangsaeng/sangsaeng/protocol"
 )
 
 // TestOrderLifecycle: with real nodes, a buyer's order goes through a
@@ -89,5 +90,71 @@ func TestOrderLifecycle(t *testing.T) {
 	if err != nil || len(late) != 1 || late[0].DocID != "PO-1" {
 		// PO-1 is late today as on the test's date: its line 1 was due 2026-11-27.
 		t.Fatalf("late orders: %v %+v", err, late)
+	}
+}
+
+// TestTraceAcrossChannels: the tier 1's shipment in its channel with the
+// OEM traces up, through its production report, to the tier 2's lot and
+// shipment in the other channel; the tier 2's lot traces down to the
+// shipment; a link to a record the node does not hold shows as missing.
+func TestTraceAcrossChannels(t *testing.T) {
+	t1, t2 := startNode(t, "T1"), startNode(t, "T2")
+	down := link(t, t1, t2, "t1-t2")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	up, err := t1.CreateChannel(ctx, "oem-t1", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	note := func(n *Node, ch cid.Cid, text string, links ...protocol.Link) *protocol.Signed {
+		t.Helper()
+		s, err := n.Publish(ctx, ch, "note", map[string]any{"text": text}, links)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	matLot := note(t2, down, "friction material lot M-1")
+	matShip := note(t2, down, "shipment of M-1", protocol.Link{Rel: "ships", CID: matLot.CID})
+	waitFor(t, "T1 to hold T2's shipment", 30*time.Second, func() bool { return has(t1, matShip.CID) })
+	padLot := note(t1, up, "brake pads lot P-1", protocol.Link{Rel: "consumes", CID: matShip.CID}, protocol.Link{Rel: "consumes", CID: matLot.CID})
+	ghost := protocol.Sum([]byte("a record nobody here holds"))
+	ship := note(t1, up, "shipment to the OEM", protocol.Link{Rel: "ships", CID: padLot.CID}, protocol.Link{Rel: "fulfils", CID: ghost})
+
+	tr, err := t1.Trace(ship.CID, false, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]api.TraceNode{}
+	var walk func(api.TraceNode)
+	walk = func(n api.TraceNode) {
+		if _, ok := found[n.CID]; !ok || !n.Seen {
+			found[n.CID] = n
+		}
+		for _, c := range n.Next {
+			walk(c)
+		}
+	}
+	walk(*tr)
+	if n, ok := found[matLot.CID.String()]; !ok || n.Channel != down.String() {
+		t.Fatalf("the trace up from the shipment does not reach T2's lot in the other channel: %+v", found)
+	}
+	if n := found[ghost.String()]; !n.Missing {
+		t.Fatalf("the record nobody holds: %+v", n)
+	}
+	if len(found) != 5 {
+		t.Fatalf("the trace reached %d records, want 5 (shipment, pad lot, material shipment and lot, the missing one)", len(found))
+	}
+	dtr, err := t1.Trace(matLot.CID, true, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found = map[string]api.TraceNode{}
+	walk(*dtr)
+	if _, ok := found[ship.CID.String()]; !ok {
+		t.Fatalf("the trace down from T2's lot does not reach the shipment to the OEM: %+v", found)
+	}
+	if short, err := t1.Trace(ship.CID, false, 1); err != nil || len(short.Next) != 2 || len(short.Next[0].Next) != 0 {
+		t.Fatalf("depth 1: %+v %v", short, err)
 	}
 }

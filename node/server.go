@@ -108,6 +108,7 @@ func (n *Node) Handler() http.Handler {
 	h("POST /v1/channels/{ch}/records", n.apiPublish)
 	h(importRoute, n.apiImport)
 	h("GET /v1/channels/{ch}/export", n.apiExport)
+	h("GET /v1/trace/{cid}", n.apiTrace)
 	h("GET /v1/orders", n.apiOrders)
 	h("GET /v1/orders/{docId}", n.apiOrder)
 	h("POST /v1/join", n.apiJoin)
@@ -692,6 +693,23 @@ func (n *Node) apiImport(w http.ResponseWriter, r *http.Request) (any, error) {
 		send(map[string]any{"report": rep})
 	}
 	return rawBody{}, nil
+}
+
+// apiTrace follows a record's links: ?down=true for what was made from it,
+// ?depth=N levels (10).
+func (n *Node) apiTrace(_ http.ResponseWriter, r *http.Request) (any, error) {
+	c, err := cid.Decode(r.PathValue("cid"))
+	if err != nil {
+		return nil, badf("%q is not a CID: %v", r.PathValue("cid"), err)
+	}
+	depth := 10
+	if d := r.URL.Query().Get("depth"); d != "" {
+		if depth, err = strconv.Atoi(d); err != nil || depth < 1 || depth > 100 {
+			return nil, badf("depth %q: want 1 to 100", d)
+		}
+	}
+	down := r.URL.Query().Get("down") == "true" || r.URL.Query().Get("down") == "1"
+	return n.Trace(c, down, depth)
 }
 
 // apiOrders lists the orders' lifecycles: ?channel= one channel,

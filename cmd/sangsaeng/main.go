@@ -79,6 +79,7 @@ func init() {
 		{"export", "--channel C --format jsonl|csv|xlsx|epcis|car [--kind K] [--since T] [-o FILE]", "write a channel's records as JSON Lines, CSV, Excel, EPCIS or a CAR evidence bundle", cmdExport},
 		{"orders", "[--channel C] [--status open|late|done]", "the orders' lifecycles: shipped, received, open, late", cmdOrders},
 		{"order", "DOC-ID [--channel C]", "one order's lifecycle, line by line", cmdOrder},
+		{"trace", "CID [--up|--down] [--depth N] [--json|--dot]", "follow a record's links: what it was made from, what was made from it", cmdTrace},
 		{"get", "CID [--raw]", "a record as JSON, or its signed envelope", cmdGet},
 		{"records", "[--channel C] [--kind K] [--author P] [--since T] [--limit N]", "list records, newest first", cmdRecords},
 		{"verify", "CID | FILE | BUNDLE.car", "check a record's signature, CID and chain position", cmdVerify},

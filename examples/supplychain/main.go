@@ -64,6 +64,12 @@ type auditTrail struct {
 	epcis map[string][]byte // channel name → EPCIS document
 	car   []byte            // the Friday shipment with everything it links to
 	order *api.Order        // the OEM's view of its order at the end
+	trace *api.TraceNode    // the tier 1's trace of its shipment
+}
+
+func mustCID(s string) cid.Cid {
+	c, _ := cid.Decode(s)
+	return c
 }
 
 // run plays the week; when ev is not nil, it also keeps the evidence.
@@ -209,6 +215,30 @@ func run(verbose bool, ev *auditTrail) error {
 	}
 	if ev != nil {
 		ev.order = po1
+	}
+
+	fmt.Println("\n── Where the brake pads came from: the tier 1's trace ──────────────")
+	tr, err := t1.n.Trace(ship.CID, false, 5)
+	if err != nil {
+		return fmt.Errorf("trace of the shipment: %w", err)
+	}
+	var show func(n api.TraceNode, indent string)
+	show = func(n api.TraceNode, indent string) {
+		if n.Seen {
+			return // shown above
+		}
+		what := n.Kind + " " + n.DocID
+		if n.Lot != "" {
+			what += " lot " + n.Lot
+		}
+		fmt.Printf("%s%s%s by %s, in %q\n", indent, map[bool]string{true: n.Rel + " → ", false: ""}[n.Rel != ""], what, n.Author, chanNames[mustCID(n.Channel)])
+		for _, c := range n.Next {
+			show(c, indent+"  ")
+		}
+	}
+	show(*tr, "")
+	if ev != nil {
+		ev.trace = tr
 	}
 
 	fmt.Println("\n── Evidence for an auditor ─────────────────────────────────────────")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sangsaeng/sangsaeng/evidence"
 	"github.com/sangsaeng/sangsaeng/interchange"
+	"github.com/sangsaeng/sangsaeng/node/api"
 )
 
 // TestDemo runs the README's demo end to end: three real nodes, two
@@ -38,6 +39,21 @@ func TestDemo(t *testing.T) {
 	// The OEM sees its order shipped and received in full.
 	if ev.order == nil || ev.order.Status != "done" || len(ev.order.Lines) == 0 || ev.order.Lines[0].Shipped == "0" || ev.order.Lines[0].Open != "0" {
 		t.Fatalf("the OEM's order at the end of the week: %+v", ev.order)
+	}
+	// The tier 1's trace of its shipment reaches the tier 2's material lot
+	// and its inspection, across both channels.
+	kindsReached := map[string]bool{}
+	var walk func(n api.TraceNode)
+	walk = func(n api.TraceNode) {
+		kindsReached[n.Kind+" "+n.DocID] = true
+		for _, c := range n.Next {
+			walk(c)
+		}
+	}
+	walk(*ev.trace)
+	if !kindsReached["production-report "+materialProduction()["docId"].(string)] || !kindsReached["despatch-advice "+materialDespatch()["docId"].(string)] ||
+		!kindsReached["quality-inspection "+materialInspection()["docId"].(string)] {
+		t.Fatalf("the trace of the shipment reached %v", kindsReached)
 	}
 	// The shipment's bundle checks out offline, across both channels,
 	// and not with any bit flipped.

@@ -138,3 +138,17 @@ func (c *Client) Order(ctx context.Context, channel, docID string) (*Order, erro
 	var v Order
 	return &v, c.do(ctx, http.MethodGet, "/v1/orders/"+url.PathEscape(docID)+"?"+q.Encode(), nil, &v)
 }
+
+// Trace follows record c's links up (what it was made from) or down (what
+// was made from it), depth levels (10 when 0).
+func (c *Client) Trace(ctx context.Context, rec string, down bool, depth int) (*TraceNode, error) {
+	q := url.Values{}
+	if down {
+		q.Set("down", "true")
+	}
+	if depth > 0 {
+		q.Set("depth", fmt.Sprint(depth))
+	}
+	var v TraceNode
+	return &v, c.do(ctx, http.MethodGet, "/v1/trace/"+url.PathEscape(rec)+"?"+q.Encode(), nil, &v)
+}

@@ -378,3 +378,20 @@ type LotCheck struct {
 	Lot    string `json:"lot"`
 	Result string `json:"result"` // pass, fail, conditional
 }
+
+// TraceNode is a record in a trace, with the records it links to (Up:
+// what it was made from) or that link to it (Down: what was made from
+// it).
+type TraceNode struct {
+	CID     string      `json:"cid"`
+	Rel     string      `json:"rel,omitempty"` // the link that led here
+	Kind    string      `json:"kind,omitempty"`
+	DocID   string      `json:"docId,omitempty"`
+	Lot     string      `json:"lot,omitempty"`
+	Author  string      `json:"author,omitempty"`
+	Channel string      `json:"channel,omitempty"`
+	Time    string      `json:"time,omitempty"`
+	Missing bool        `json:"missing,omitempty"` // a record this node does not hold
+	Seen    bool        `json:"seen,omitempty"`    // shown above already: not expanded again
+	Next    []TraceNode `json:"next,omitempty"`
+}

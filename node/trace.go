@@ -1,0 +1,119 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/sangsaeng/sangsaeng/node/api"
+	"github.com/sangsaeng/sangsaeng/protocol"
+	"github.com/sangsaeng/sangsaeng/store"
+)
+
+// maxTraceNodes bounds what one trace walks.
+const maxTraceNodes = 5000
+
+// Trace follows a record's links across every channel the node holds:
+// up, what it was made from and refers to (the records it links:
+// consumes, fulfils, receives, inspects, supersedes …, and the
+// inspections that link to it, as "inspected by"), or down, what was
+// made from it (the records that link to it), to depth levels. A record
+// reached twice is shown again without its branch; a linked record the
+// node does not hold is shown as missing.
+func (n *Node) Trace(c cid.Cid, down bool, depth int) (*api.TraceNode, error) {
+	if depth <= 0 {
+		depth = 10
+	}
+	seen := map[cid.Cid]bool{}
+	count := 0
+	var walk func(c cid.Cid, rel string, level int) (api.TraceNode, error)
+	walk = func(c cid.Cid, rel string, level int) (api.TraceNode, error) {
+		node := api.TraceNode{CID: c.String(), Rel: rel}
+		s, err := n.store.Get(c)
+		if errors.Is(err, store.ErrNotFound) {
+			node.Missing = true
+			return node, nil
+		}
+		if err != nil {
+			return node, err
+		}
+		r := s.Record
+		node.Kind, node.Author, node.Channel = r.Kind, n.gov.name(r.Author), s.ChannelOf().String()
+		if node.Author == "" {
+			node.Author = r.Author.String()
+		}
+		node.DocID, _ = r.Body["docId"].(string)
+		node.Lot, _ = r.Body["lotId"].(string)
+		node.Time = time.UnixMilli(r.Time).UTC().Format(time.RFC3339)
+		if seen[c] {
+			node.Seen = true
+			return node, nil
+		}
+		seen[c] = true
+		if count++; count > maxTraceNodes {
+			return node, fmt.Errorf("the trace reaches more than %d records; give a smaller depth", maxTraceNodes)
+		}
+		if level >= depth {
+			return node, nil
+		}
+		var next []struct {
+			c   cid.Cid
+			rel string
+		}
+		if down {
+			bl, err := n.store.Backlinks(c)
+			if err != nil {
+				return node, err
+			}
+			for _, b := range bl {
+				if b.Rel != protocol.RelAfter {
+					next = append(next, struct {
+						c   cid.Cid
+						rel string
+					}{b.From, b.Rel})
+				}
+			}
+		} else {
+			for _, l := range r.Links {
+				if l.Rel != protocol.RelAfter {
+					next = append(next, struct {
+						c   cid.Cid
+						rel string
+					}{l.CID, l.Rel})
+				}
+			}
+			// What vouches for a record is part of where it came from:
+			// the inspections of a lot link to it.
+			bl, err := n.store.Backlinks(c)
+			if err != nil {
+				return node, err
+			}
+			for _, b := range bl {
+				if b.Rel == "inspects" {
+					next = append(next, struct {
+						c   cid.Cid
+						rel string
+					}{b.From, "inspected by"})
+				}
+			}
+		}
+		for _, x := range next {
+			child, err := walk(x.c, x.rel, level+1)
+			if err != nil {
+				return node, err
+			}
+			node.Next = append(node.Next, child)
+		}
+		return node, nil
+	}
+	root, err := walk(c, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	if root.Missing {
+		return nil, fmt.Errorf("%w: record %s", store.ErrNotFound, c)
+	}
+	return &root, nil
+}
