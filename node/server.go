@@ -109,6 +109,7 @@ func (n *Node) Handler() http.Handler {
 	h(importRoute, n.apiImport)
 	h("GET /v1/channels/{ch}/export", n.apiExport)
 	h("GET /v1/trace/{cid}", n.apiTrace)
+	h("POST /v1/disclose", n.apiDisclose)
 	h("GET /v1/orders", n.apiOrders)
 	h("GET /v1/orders/{docId}", n.apiOrder)
 	h("POST /v1/join", n.apiJoin)
@@ -584,6 +585,12 @@ func (n *Node) verify(env []byte) *api.Verify {
 	if err := protocol.ValidateBody(s.Record.Kind, s.Record.Body); err != nil {
 		v.Errors = append(v.Errors, "schema: "+err.Error())
 	}
+	if s.Record.Kind == protocol.KindDisclosure {
+		if o, err := protocol.Disclosed(s.Record.Body); err == nil {
+			v.Disclosed = &api.Disclosed{CID: o.CID.String(), Kind: o.Record.Kind, Author: o.Record.Author.String(), Channel: o.ChannelOf().String(),
+				Seq: o.Record.Seq, Time: time.UnixMilli(o.Record.Time).UTC().Format(time.RFC3339)}
+		}
+	}
 	ch := s.ChannelOf()
 	if s.Record.Seq > 1 {
 		prev, err := n.store.ByAuthor(ch, s.Record.Author, s.Record.Seq-1, s.Record.Seq-1)
@@ -693,6 +700,27 @@ func (n *Node) apiImport(w http.ResponseWriter, r *http.Request) (any, error) {
 		send(map[string]any{"report": rep})
 	}
 	return rawBody{}, nil
+}
+
+// apiDisclose passes a record to another channel (Node.Disclose).
+func (n *Node) apiDisclose(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var req api.Disclose
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	c, err := parseCID(req.CID)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := n.resolveChannel(req.Channel)
+	if err != nil {
+		return nil, err
+	}
+	s, err := n.Disclose(r.Context(), c, ch, req.Note)
+	if err != nil {
+		return nil, err
+	}
+	return api.Published{CID: s.CID.String(), Seq: s.Record.Seq}, nil
 }
 
 // apiTrace follows a record's links: ?down=true for what was made from it,

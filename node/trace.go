@@ -27,19 +27,27 @@ func (n *Node) Trace(c cid.Cid, down bool, depth int) (*api.TraceNode, error) {
 		depth = 10
 	}
 	seen := map[cid.Cid]bool{}
+	disclosed := map[cid.Cid]*protocol.Signed{} // originals carried by disclosures on the way
 	count := 0
 	var walk func(c cid.Cid, rel string, level int) (api.TraceNode, error)
 	walk = func(c cid.Cid, rel string, level int) (api.TraceNode, error) {
 		node := api.TraceNode{CID: c.String(), Rel: rel}
 		s, err := n.store.Get(c)
 		if errors.Is(err, store.ErrNotFound) {
-			node.Missing = true
-			return node, nil
-		}
-		if err != nil {
+			if s = disclosed[c]; s == nil {
+				node.Missing = true
+				return node, nil
+			}
+			node.Disclosed = true
+		} else if err != nil {
 			return node, err
 		}
 		r := s.Record
+		if r.Kind == protocol.KindDisclosure {
+			if o, err := protocol.Disclosed(r.Body); err == nil {
+				disclosed[o.CID] = o
+			}
+		}
 		node.Kind, node.Author, node.Channel = r.Kind, n.gov.name(r.Author), s.ChannelOf().String()
 		if node.Author == "" {
 			node.Author = r.Author.String()

@@ -3,7 +3,9 @@ package protocol
 import (
 	"bytes"
 	"embed"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -704,11 +706,48 @@ func article(t string) string {
 
 // semanticCheck applies the rules a schema cannot express to a body that
 // passed its schema.
+// KindDisclosure passes another company's signed record to a channel.
+const KindDisclosure = "disclosure"
+
+// Disclosed opens the record a disclosure body carries: its signature and
+// CID checked, its author's terms allowing disclosure, not a channel's
+// governance.
+func Disclosed(body map[string]any) (*Signed, error) {
+	orig, _ := body["original"].(string)
+	want, _ := body["cid"].(string)
+	env, err := base64.RawURLEncoding.DecodeString(orig)
+	if err != nil {
+		return nil, fmt.Errorf("the original is not base64url: %v", err)
+	}
+	s, err := Open(env)
+	if err != nil {
+		return nil, fmt.Errorf("the original does not verify: %w", err)
+	}
+	if s.CID.String() != want {
+		return nil, fmt.Errorf("the original is record %s, not %s as cid says", s.CID, want)
+	}
+	switch s.Record.Kind {
+	case KindChannelGenesis, KindChannelMembers, KindProfile:
+		return nil, fmt.Errorf("a channel's governance (%s) is not disclosed", s.Record.Kind)
+	}
+	if terms, ok := s.Record.Body["terms"].(map[string]any); ok && terms["disclose"] == false {
+		return nil, fmt.Errorf("%w: the author of %s forbids disclosing it (terms: disclose false)", ErrDisclosureForbidden, s.CID)
+	}
+	return s, nil
+}
+
+// ErrDisclosureForbidden: the record's author forbids passing it on.
+var ErrDisclosureForbidden = errors.New("disclosure forbidden")
+
 func semanticCheck(kind string, body map[string]any) []FieldError {
 	var out []FieldError
 	switch kind {
 	case KindEPCISEvent:
 		return nil // GS1's shape, not ours: no parties to check
+	case KindDisclosure:
+		if _, err := Disclosed(body); err != nil {
+			out = append(out, FieldError{Field: "original", Rule: "disclosure", Message: err.Error()})
+		}
 	case KindProfile:
 		if brn, ok := body["brn"].(string); ok && !ValidBRN(brn) {
 			out = append(out, brnError([]string{"brn"}))

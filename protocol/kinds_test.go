@@ -2,10 +2,12 @@ package protocol
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -13,11 +15,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // allKinds is every kind this package must know.
 var allKinds = []string{
-	KindCarbonFootprint, KindChannelGenesis, KindChannelMembers, KindDespatchAdvice, KindEPCISEvent,
+	KindCarbonFootprint, KindChannelGenesis, KindChannelMembers, KindDespatchAdvice, KindDisclosure, KindEPCISEvent,
 	KindForecast, KindInventory, KindNote, KindOrder, KindOrderChange, KindOrderResponse,
 	KindProductionReport, KindProfile, KindQualityInspection, KindReceipt,
 }
@@ -893,6 +898,51 @@ func TestCBVListsAreGS1s(t *testing.T) {
 		slices.Sort(got)
 		if len(want) == 0 || !slices.Equal(got, want) {
 			t.Errorf("%s: ours %v, GS1's %v", name, got, want)
+		}
+	}
+}
+
+// TestDisclosure: a disclosure carries a signed record unchanged; a
+// changed byte, a wrong cid, a record whose terms forbid it, or a
+// channel's governance are refused, saying why.
+func TestDisclosure(t *testing.T) {
+	body := loadBody(t, KindDisclosure)
+	if err := ValidateBody(KindDisclosure, body); err != nil {
+		t.Fatal(err)
+	}
+	orig, err := Disclosed(body)
+	if err != nil || orig.Record.Kind != KindQualityInspection {
+		t.Fatalf("the original: %v %v", orig, err)
+	}
+	tampered := maps.Clone(body)
+	o := []byte(body["original"].(string))
+	o[len(o)/2] ^= 1
+	tampered["original"] = string(o)
+	wrongCID := maps.Clone(body)
+	wrongCID["cid"] = Sum([]byte("another")).String()
+	k, _, _ := crypto.GenerateEd25519Key(nil)
+	id, _ := peer.IDFromPrivateKey(k)
+	seal := func(kind string, b map[string]any) map[string]any {
+		s, err := Seal(&Record{Channel: Sum([]byte("c")), Author: id, Seq: 1, Time: 1, Kind: kind, Body: b}, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return map[string]any{"cid": s.CID.String(), "original": base64.RawURLEncoding.EncodeToString(s.Envelope)}
+	}
+	forbidden := seal(KindNote, map[string]any{"text": "for you only", "terms": map[string]any{"disclose": false}})
+	gov := seal(KindChannelMembers, map[string]any{"add": []any{id.String()}})
+	for name, c := range map[string]struct {
+		body map[string]any
+		want string
+	}{
+		"tampered":   {tampered, "does not verify"},
+		"wrong cid":  {wrongCID, "not " + wrongCID["cid"].(string)},
+		"forbidden":  {forbidden, "forbids disclosing"},
+		"governance": {gov, "not disclosed"},
+	} {
+		err := ValidateBody(KindDisclosure, c.body)
+		if !errors.Is(err, ErrInvalidBody) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", name, err, c.want)
 		}
 	}
 }

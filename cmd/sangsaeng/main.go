@@ -80,6 +80,7 @@ func init() {
 		{"orders", "[--channel C] [--status open|late|done]", "the orders' lifecycles: shipped, received, open, late", cmdOrders},
 		{"order", "DOC-ID [--channel C]", "one order's lifecycle, line by line", cmdOrder},
 		{"trace", "CID [--up|--down] [--depth N] [--json|--dot]", "follow a record's links: what it was made from, what was made from it", cmdTrace},
+		{"disclose", "CID --channel C [--note TEXT]", "pass a supplier's signed record to another channel, checkable by all", cmdDisclose},
 		{"get", "CID [--raw]", "a record as JSON, or its signed envelope", cmdGet},
 		{"records", "[--channel C] [--kind K] [--author P] [--since T] [--limit N]", "list records, newest first", cmdRecords},
 		{"verify", "CID | FILE | BUNDLE.car", "check a record's signature, CID and chain position", cmdVerify},

@@ -66,6 +66,9 @@ func traceLabel(t api.TraceNode) string {
 		b.WriteString(" lot " + t.Lot)
 	}
 	fmt.Fprintf(&b, " (%s, %s) %s", t.Author, dateOf(t.Time), t.CID)
+	if t.Disclosed {
+		b.WriteString(" [disclosed, signature checked]")
+	}
 	if t.Seen {
 		b.WriteString(" (above)")
 	}

@@ -55,6 +55,9 @@ func cmdVerify(ctx context.Context, env *Env, args []string) error {
 			ok = "NO"
 		}
 		fmt.Fprintf(tw, "ok\t%s\ncid\t%s\nauthor\t%s\n", ok, dash(res.CID), dash(res.Author))
+		if d := res.Disclosed; d != nil {
+			fmt.Fprintf(tw, "discloses\t%s %s, signed by %s (seq %d) in channel %s on %s: signature and CID check out\n", d.Kind, d.CID, d.Author, d.Seq, d.Channel, dateOf(d.Time))
+		}
 		for _, e := range res.Errors {
 			fmt.Fprintf(tw, "error\t%s\n", e)
 		}

@@ -152,3 +152,9 @@ func (c *Client) Trace(ctx context.Context, rec string, down bool, depth int) (*
 	var v TraceNode
 	return &v, c.do(ctx, http.MethodGet, "/v1/trace/"+url.PathEscape(rec)+"?"+q.Encode(), nil, &v)
 }
+
+// Disclose passes record rec, which the node holds, to channel.
+func (c *Client) Disclose(ctx context.Context, d Disclose) (*Published, error) {
+	var v Published
+	return &v, c.do(ctx, http.MethodPost, "/v1/disclose", d, &v)
+}

@@ -149,6 +149,26 @@ type Verify struct {
 	CID    string   `json:"cid"`
 	Author string   `json:"author"`
 	Errors []string `json:"errors"`
+	// Disclosed, for a disclosure, is the record it carries, as checked:
+	// its signature and CID hold, its author signed it in its channel.
+	Disclosed *Disclosed `json:"disclosed,omitempty"`
+}
+
+// Disclosed is the original record of a disclosure.
+type Disclosed struct {
+	CID     string `json:"cid"`
+	Kind    string `json:"kind"`
+	Author  string `json:"author"`
+	Channel string `json:"channel"`
+	Seq     uint64 `json:"seq"`
+	Time    string `json:"time"`
+}
+
+// Disclose asks the node to pass record CID to Channel.
+type Disclose struct {
+	CID     string `json:"cid"`
+	Channel string `json:"channel"`
+	Note    string `json:"note,omitempty"`
 }
 
 // Profile is the company profile a node shares with its partners.
@@ -383,15 +403,18 @@ type LotCheck struct {
 // what it was made from) or that link to it (Down: what was made from
 // it).
 type TraceNode struct {
-	CID     string      `json:"cid"`
-	Rel     string      `json:"rel,omitempty"` // the link that led here
-	Kind    string      `json:"kind,omitempty"`
-	DocID   string      `json:"docId,omitempty"`
-	Lot     string      `json:"lot,omitempty"`
-	Author  string      `json:"author,omitempty"`
-	Channel string      `json:"channel,omitempty"`
-	Time    string      `json:"time,omitempty"`
-	Missing bool        `json:"missing,omitempty"` // a record this node does not hold
-	Seen    bool        `json:"seen,omitempty"`    // shown above already: not expanded again
-	Next    []TraceNode `json:"next,omitempty"`
+	CID     string `json:"cid"`
+	Rel     string `json:"rel,omitempty"` // the link that led here
+	Kind    string `json:"kind,omitempty"`
+	DocID   string `json:"docId,omitempty"`
+	Lot     string `json:"lot,omitempty"`
+	Author  string `json:"author,omitempty"`
+	Channel string `json:"channel,omitempty"`
+	Time    string `json:"time,omitempty"`
+	Missing bool   `json:"missing,omitempty"` // a record this node does not hold
+	// Disclosed: the node holds the record only as the original of a
+	// disclosure, its signature checked.
+	Disclosed bool        `json:"disclosed,omitempty"`
+	Seen      bool        `json:"seen,omitempty"` // shown above already: not expanded again
+	Next      []TraceNode `json:"next,omitempty"`
 }

@@ -1,0 +1,80 @@
+package node
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sangsaeng/sangsaeng/protocol"
+)
+
+// TestDisclosureAcrossTiers: the tier 2 publishes an inspection in its
+// channel with the tier 1; the tier 1 discloses it to its channel with the
+// OEM. The OEM, which is not in the tier-1–tier-2 channel and never
+// connects to the tier 2, verifies the original's signature and names the
+// tier 2 as its author, and traces through it. A tampered disclosure is
+// refused by the OEM's node, and a record whose terms forbid disclosure is
+// refused by the tier 1's.
+func TestDisclosureAcrossTiers(t *testing.T) {
+	oem, t1, t2 := startNode(t, "OEM"), startNode(t, "T1"), startNode(t, "T2")
+	down := link(t, t1, t2, "t1-t2")
+	up := link(t, t1, oem, "oem-t1")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	lot, err := t2.Publish(ctx, down, "note", map[string]any{"text": "friction material lot M-1"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insp, err := t2.Publish(ctx, down, "quality-inspection", map[string]any{"docId": "QI-1", "docVersion": int64(1), "inspectedAt": "2026-11-25T09:00:00+09:00",
+		"inspector": map[string]any{"scheme": "vendor", "id": "T2"}, "inspectionType": "outgoing", "item": map[string]any{"supplierPartNo": "FM-7"},
+		"lotId": "M-1", "sampleSize": int64(5), "result": "pass"}, []protocol.Link{{Rel: "inspects", CID: lot.CID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := t2.Publish(ctx, down, "note", map[string]any{"text": "our price list", "terms": map[string]any{"disclose": false}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "T1 to hold T2's records", 30*time.Second, func() bool { return has(t1, insp.CID) && has(t1, secret.CID) })
+
+	d, err := t1.Disclose(ctx, insp.CID, up, "세진소재의 출하검사 성적서")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the OEM to hold the disclosure", 30*time.Second, func() bool { return has(oem, d.CID) })
+	if has(oem, insp.CID) || len(oem.Host().Network().ConnsToPeer(t2.ID())) > 0 {
+		t.Fatal("the OEM holds the tier 2's record itself, or is connected to the tier 2: the test shows nothing")
+	}
+	v := oem.verify(d.Envelope)
+	if !v.OK || v.Disclosed == nil || v.Disclosed.Author != t2.ID().String() || v.Disclosed.CID != insp.CID.String() || v.Disclosed.Channel != down.String() {
+		t.Fatalf("the OEM's verify of the disclosure: %+v %+v", v, v.Disclosed)
+	}
+	tr, err := oem.Trace(d.CID, false, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.Next) != 1 || !tr.Next[0].Disclosed || tr.Next[0].Kind != "quality-inspection" || tr.Next[0].Author == "" || len(tr.Next[0].Next) != 1 || !tr.Next[0].Next[0].Missing {
+		t.Fatalf("the OEM's trace through the disclosure: %+v", tr)
+	}
+
+	// The author's terms hold.
+	if _, err := t1.Disclose(ctx, secret.CID, up, ""); err == nil || !strings.Contains(err.Error(), "forbids disclosing") {
+		t.Fatalf("disclosing a record whose terms forbid it: %v", err)
+	}
+	// A disclosure with one byte of the original changed, signed by the
+	// tier 1 and handed to the OEM as gossip would, is refused there.
+	body := map[string]any{"cid": insp.CID.String(), "original": base64.RawURLEncoding.EncodeToString(insp.Envelope)}
+	o := []byte(body["original"].(string))
+	o[len(o)/3] ^= 1
+	body["original"] = string(o)
+	bad := sealAs(t, t1, up, protocol.KindDisclosure, body)
+	if _, err := oem.ingest(up, bad.Envelope, t1.ID(), opGossip); !errors.Is(err, protocol.ErrInvalidBody) {
+		t.Fatalf("a tampered disclosure at the OEM: %v", err)
+	}
+	if has(oem, bad.CID) {
+		t.Fatal("the OEM stored a tampered disclosure")
+	}
+}
