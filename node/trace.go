@@ -35,6 +35,9 @@ func (n *Node) Trace(c cid.Cid, down bool, depth int) (*api.TraceNode, error) {
 		s, err := n.store.Get(c)
 		if errors.Is(err, store.ErrNotFound) {
 			if s = disclosed[c]; s == nil {
+				s = n.disclosedCopy(c)
+			}
+			if s == nil {
 				node.Missing = true
 				return node, nil
 			}
@@ -124,4 +127,26 @@ func (n *Node) Trace(c cid.Cid, down bool, depth int) (*api.TraceNode, error) {
 		return nil, fmt.Errorf("%w: record %s", store.ErrNotFound, c)
 	}
 	return &root, nil
+}
+
+// disclosedCopy returns record c as the original of a disclosure the node
+// holds, or nil.
+func (n *Node) disclosedCopy(c cid.Cid) *protocol.Signed {
+	bl, err := n.store.Backlinks(c)
+	if err != nil {
+		return nil
+	}
+	for _, b := range bl {
+		if b.Rel != RelDiscloses {
+			continue
+		}
+		d, err := n.store.Get(b.From)
+		if err != nil || d.Record.Kind != protocol.KindDisclosure {
+			continue
+		}
+		if o, err := protocol.Disclosed(d.Record.Body); err == nil && o.CID.Equals(c) {
+			return o
+		}
+	}
+	return nil
 }

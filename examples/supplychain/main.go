@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,6 +66,9 @@ type auditTrail struct {
 	car   []byte            // the Friday shipment with everything it links to
 	order *api.Order        // the OEM's view of its order at the end
 	trace *api.TraceNode    // the tier 1's trace of its shipment
+	// oemTrace is the OEM's trace of the tier 2's inspection, disclosed
+	// to it by the tier 1.
+	oemTrace *api.TraceNode
 }
 
 func mustCID(s string) cid.Cid {
@@ -135,7 +139,8 @@ func run(verbose bool, ev *auditTrail) error {
 	if err != nil {
 		return err
 	}
-	if _, err := step("Wed", t2, down, "quality-inspection", materialInspection(), []protocol.Link{{Rel: "inspects", CID: matLot.CID}}, t1); err != nil {
+	matInsp, err := step("Wed", t2, down, "quality-inspection", materialInspection(), []protocol.Link{{Rel: "inspects", CID: matLot.CID}}, t1)
+	if err != nil {
 		return err
 	}
 	matShip, err := step("Wed", t2, down, "despatch-advice", materialDespatch(), []protocol.Link{{Rel: "fulfils", CID: matPO.CID}}, t1)
@@ -227,11 +232,19 @@ func run(verbose bool, ev *auditTrail) error {
 		if n.Seen {
 			return // shown above
 		}
-		what := n.Kind + " " + n.DocID
+		what := strings.TrimSpace(n.Kind + " " + n.DocID)
 		if n.Lot != "" {
 			what += " lot " + n.Lot
 		}
-		fmt.Printf("%s%s%s by %s, in %q\n", indent, map[bool]string{true: n.Rel + " → ", false: ""}[n.Rel != ""], what, n.Author, chanNames[mustCID(n.Channel)])
+		who := n.Author
+		if name, ok := names[who]; ok {
+			who = name // a peer the node knows only by its ID
+		}
+		how := ""
+		if n.Disclosed {
+			how = " (disclosed, signature checked)"
+		}
+		fmt.Printf("%s%s%s by %s, in %q%s\n", indent, map[bool]string{true: n.Rel + " → ", false: ""}[n.Rel != ""], what, who, chanNames[mustCID(n.Channel)], how)
 		for _, c := range n.Next {
 			show(c, indent+"  ")
 		}
@@ -239,6 +252,32 @@ func run(verbose bool, ev *auditTrail) error {
 	show(*tr, "")
 	if ev != nil {
 		ev.trace = tr
+	}
+
+	fmt.Println("\n── What the tier 1 shows the OEM of its supplier ───────────────────")
+	// The tier 1 passes the tier 2's lot report and its inspection, as
+	// the tier 2 signed them, to its channel with the OEM. The OEM is not
+	// in the tier-1–tier-2 channel and never connects to the tier 2.
+	var discl []*protocol.Signed
+	for _, c := range []cid.Cid{matLot.CID, matInsp.CID} {
+		d, err := t1.n.Disclose(ctx, c, up, "세진소재의 원자재 로트와 출하검사, 대성정밀이 공개")
+		if err != nil {
+			return fmt.Errorf("disclosure of %s: %w", c, err)
+		}
+		if err := waitFor(ctx, oem, d.CID); err != nil {
+			return err
+		}
+		discl = append(discl, d)
+	}
+	otr, err := oem.n.Trace(discl[1].CID, false, 5)
+	if err != nil {
+		return fmt.Errorf("the OEM's trace of the disclosed inspection: %w", err)
+	}
+	show(*otr, "")
+	fmt.Printf("%s checked every disclosed record's signature with %s's key, not connected to it: %v\n",
+		oem.name, t2.name, len(oem.n.Host().Network().ConnsToPeer(t2.n.ID())) == 0)
+	if ev != nil {
+		ev.oemTrace = otr
 	}
 
 	fmt.Println("\n── Evidence for an auditor ─────────────────────────────────────────")

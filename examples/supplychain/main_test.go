@@ -55,6 +55,12 @@ func TestDemo(t *testing.T) {
 		!kindsReached["quality-inspection "+materialInspection()["docId"].(string)] {
 		t.Fatalf("the trace of the shipment reached %v", kindsReached)
 	}
+	// The OEM traces the inspection the tier 1 disclosed to the tier 2's
+	// lot, both checked with the tier 2's signature.
+	if ev.oemTrace == nil || len(ev.oemTrace.Next) != 1 || !ev.oemTrace.Next[0].Disclosed || ev.oemTrace.Next[0].Kind != "quality-inspection" ||
+		len(ev.oemTrace.Next[0].Next) != 1 || !ev.oemTrace.Next[0].Next[0].Disclosed || ev.oemTrace.Next[0].Next[0].Kind != "production-report" {
+		t.Fatalf("the OEM's trace of the disclosed inspection: %+v", ev.oemTrace)
+	}
 	// The shipment's bundle checks out offline, across both channels,
 	// and not with any bit flipped.
 	rep, err := evidence.Verify(bytes.NewReader(ev.car))
