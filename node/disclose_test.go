@@ -24,7 +24,9 @@ func TestDisclosureAcrossTiers(t *testing.T) {
 	up := link(t, t1, oem, "oem-t1")
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	lot, err := t2.Publish(ctx, down, "note", map[string]any{"text": "friction material lot M-1"}, nil)
+	lot, err := t2.Publish(ctx, down, "production-report", map[string]any{"docId": "PR-1", "docVersion": int64(1), "producer": map[string]any{"scheme": "vendor", "id": "T2"},
+		"site": map[string]any{"scheme": "internal", "id": "F1"}, "item": map[string]any{"supplierPartNo": "FM-7"}, "lotId": "M-1",
+		"quantityGood": map[string]any{"value": "500", "unit": "KGM"}, "completedAt": "2026-11-24T18:00:00+09:00"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

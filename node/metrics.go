@@ -16,13 +16,16 @@ type metrics struct {
 	accepted   prometheus.Counter
 	published  prometheus.Counter
 	duplicates prometheus.Counter
-	forks      prometheus.Counter
-	rejected   *prometheus.CounterVec
-	refused    prometheus.Counter
-	overQuota  prometheus.Counter
-	gaps       prometheus.Counter
-	rpcDropped prometheus.Counter
-	psDropped  *prometheus.CounterVec
+	// linkMismatches counts links, seen once both ends are held, that
+	// break their kind's rules (checkLinksOnArrival).
+	linkMismatches prometheus.Counter
+	forks          prometheus.Counter
+	rejected       *prometheus.CounterVec
+	refused        prometheus.Counter
+	overQuota      prometheus.Counter
+	gaps           prometheus.Counter
+	rpcDropped     prometheus.Counter
+	psDropped      *prometheus.CounterVec
 
 	syncRuns    *prometheus.CounterVec
 	syncLag     *prometheus.GaugeVec
@@ -43,6 +46,9 @@ func newMetrics() *metrics {
 		}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sangsaeng_records_duplicate_total", Help: "Records received that were already stored.",
+		}),
+		linkMismatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sangsaeng_link_mismatches_total", Help: "Links, checked once both records are held, that break their kind's link rules.",
 		}),
 		forks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sangsaeng_records_fork_evidence_total", Help: "Records kept as evidence that their author signed two records for one seq.",
@@ -86,7 +92,7 @@ func newMetrics() *metrics {
 		m.storeErrors.WithLabelValues(op)
 	}
 	m.reg.MustRegister(m.storeErrors)
-	m.reg.MustRegister(m.overQuota, m.gaps, m.syncRuns, m.syncLag, m.syncRefused, m.syncServed, m.accepted, m.published, m.duplicates, m.forks, m.rejected, m.refused, m.rpcDropped, m.psDropped,
+	m.reg.MustRegister(m.overQuota, m.gaps, m.syncRuns, m.syncLag, m.syncRefused, m.syncServed, m.accepted, m.published, m.duplicates, m.linkMismatches, m.forks, m.rejected, m.refused, m.rpcDropped, m.psDropped,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

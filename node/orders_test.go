@@ -2,10 +2,14 @@ package node
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sangsaeng/sangsaeng/node/api"
 	"github.com/sangsaeng/sangsaeng/protocol"
@@ -157,4 +161,81 @@ func TestTraceAcrossChannels(t *testing.T) {
 	if short, err := t1.Trace(ship.CID, false, 1); err != nil || len(short.Next) != 2 || len(short.Next[0].Next) != 0 {
 		t.Fatalf("depth 1: %+v %v", short, err)
 	}
+}
+
+// TestLinksWithMeaning: a publish whose link breaks its kind's rules is
+// refused with the rule, for a target the node holds; a partner's record
+// that links a record the node does not hold yet is checked when that
+// record arrives, and a mismatch is counted, not refused.
+func TestLinksWithMeaning(t *testing.T) {
+	a, b := startNode(t, "A"), startNode(t, "B")
+	ch := link(t, a, b, "x")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	party := map[string]any{"scheme": "vendor", "id": "A"}
+	qty := map[string]any{"value": "1", "unit": "H87"}
+	item := map[string]any{"buyerPartNo": "P"}
+	order := map[string]any{"docId": "PO-1", "docVersion": int64(1), "issuedAt": "2026-11-20T09:00:00+09:00", "buyer": party, "seller": party,
+		"lines": []any{map[string]any{"lineId": "1", "item": item, "quantity": qty, "requestedDelivery": map[string]any{"date": "2026-11-27"}}}}
+	po, err := a.Publish(ctx, ch, "order", order, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	receipt := map[string]any{"docId": "GR-1", "docVersion": int64(1), "issuedAt": "2026-11-26T09:00:00+09:00", "receivedAt": "2026-11-26T09:00:00+09:00",
+		"buyer": party, "seller": party, "despatchRef": map[string]any{"docId": "DN-1"}, "lines": []any{map[string]any{"lineId": "1", "item": item, "quantityReceived": qty}}}
+	_, err = a.Publish(ctx, ch, "receipt", receipt, []protocol.Link{{Rel: "receives", CID: po.CID}})
+	if !errors.Is(err, protocol.ErrBadLink) || !strings.Contains(err.Error(), "receives of a receipt must point to despatch-advice") {
+		t.Fatalf("a receipt that receives an order: %v", err)
+	}
+	if _, err := a.Publish(ctx, ch, "order", order, []protocol.Link{{Rel: "fulfils", CID: po.CID}}); !errors.Is(err, protocol.ErrBadLink) {
+		t.Fatalf("an order with a rel orders do not take: %v", err)
+	}
+	// B signs an order and a receipt that wrongly receives it; A gets the
+	// receipt first, when it cannot check the link, then the order: the
+	// link is checked then, counted, and neither record refused.
+	before := counterValue(t, a.metrics.linkMismatches)
+	wrongOrder := sealLinked(t, b, ch, "order", map[string]any{"docId": "PO-2", "docVersion": int64(1), "issuedAt": "2026-11-20T09:00:00+09:00", "buyer": party, "seller": party,
+		"lines": []any{map[string]any{"lineId": "1", "item": item, "quantity": qty, "requestedDelivery": map[string]any{"date": "2026-11-27"}}}}, 1, cid.Undef)
+	body := map[string]any{"docId": "GR-2", "docVersion": int64(1), "issuedAt": "2026-11-26T09:00:00+09:00", "receivedAt": "2026-11-26T09:00:00+09:00",
+		"buyer": party, "seller": party, "despatchRef": map[string]any{"docId": "DN-2"}, "lines": []any{map[string]any{"lineId": "1", "item": item, "quantityReceived": qty}}}
+	r := sealLinked(t, b, ch, "receipt", body, 2, wrongOrder.CID, protocol.Link{Rel: "receives", CID: wrongOrder.CID})
+	if _, err := a.ingest(ch, r.Envelope, b.ID(), opGossip); err != nil {
+		t.Fatalf("the receipt: %v", err)
+	}
+	if got := counterValue(t, a.metrics.linkMismatches); got != before {
+		t.Fatalf("mismatches %v before the linked record arrived, want %v", got, before)
+	}
+	if _, err := a.ingest(ch, wrongOrder.Envelope, b.ID(), opGossip); err != nil {
+		t.Fatalf("the order: %v", err)
+	}
+	if got := counterValue(t, a.metrics.linkMismatches); got != before+1 {
+		t.Fatalf("mismatches %v once the order arrived, want %v", got, before+1)
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// sealLinked signs a record of n's, the given places after its head in
+// ch, without the checks of Publish and without storing it.
+func sealLinked(t *testing.T, n *Node, ch cid.Cid, kind string, body map[string]any, ahead uint64, prev cid.Cid, links ...protocol.Link) *protocol.Signed {
+	t.Helper()
+	seq, head, err := n.ownHead(ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ahead == 1 {
+		prev = head
+	}
+	s, err := protocol.Seal(&protocol.Record{Channel: ch, Author: n.self, Seq: seq + ahead, Prev: prev, Time: 1, Kind: kind, Body: body, Links: links}, n.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

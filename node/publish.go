@@ -39,6 +39,19 @@ func (n *Node) Publish(ctx context.Context, ch cid.Cid, kind string, body map[st
 	if err := protocol.ValidateBody(kind, body); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
+	// Links with meaning: each rel the kind takes, pointing where the rel
+	// says, as far as the node holds the target (one it does not hold yet
+	// is checked when it arrives: checkLinksOnArrival).
+	for _, l := range links {
+		if err := protocol.CheckLinkRel(kind, l.Rel); err != nil {
+			return nil, badRequest{fmt.Errorf("publish: %w", err)}
+		}
+		if t, err := n.store.Get(l.CID); err == nil {
+			if err := protocol.CheckLinkTarget(&protocol.Record{Kind: kind, Author: n.self}, l.Rel, t); err != nil {
+				return nil, badRequest{fmt.Errorf("publish: %w", err)}
+			}
+		}
+	}
 	if kind == protocol.KindChannelMembers {
 		links = n.gov.afterLinks(ch, links) // ordered after what this node holds
 	}

@@ -509,6 +509,48 @@ func (n *Node) accepted(s *protocol.Signed) {
 		n.closeRemoved(ch)
 	}
 	n.events.publish(s)
+	n.checkLinksOnArrival(s)
+}
+
+// checkLinksOnArrival checks, once a record is held, the links between it
+// and the records the node holds that its kind's rules constrain: its own
+// links to them, and theirs to it (a link made before the node held its
+// target). A partner's record is not refused for a wrong link (its chain
+// would stall every member's sync); the mismatch is counted in
+// sangsaeng_link_mismatches_total and logged.
+func (n *Node) checkLinksOnArrival(s *protocol.Signed) {
+	mismatch := func(from *protocol.Signed, rel string, err error) {
+		n.metrics.linkMismatches.Inc()
+		n.log.Warn("a record's link breaks its kind's rules", "cid", from.CID, "rel", rel, "err", err)
+	}
+	for _, l := range s.Record.Links {
+		if l.Rel == protocol.RelAfter {
+			continue
+		}
+		if t, err := n.store.Get(l.CID); err == nil {
+			if err := protocol.CheckLinkTarget(s.Record, l.Rel, t); err != nil {
+				mismatch(s, l.Rel, err)
+			}
+		} else if err := protocol.CheckLinkRel(s.Record.Kind, l.Rel); err != nil {
+			mismatch(s, l.Rel, err)
+		}
+	}
+	bl, err := n.store.Backlinks(s.CID)
+	if err != nil {
+		return
+	}
+	for _, b := range bl {
+		if b.Rel == protocol.RelAfter {
+			continue
+		}
+		from, err := n.store.Get(b.From)
+		if err != nil {
+			continue
+		}
+		if err := protocol.CheckLinkTarget(from.Record, b.Rel, s); err != nil {
+			mismatch(from, b.Rel, err)
+		}
+	}
 }
 
 // rejectReason names the rule a rejected record broke, for the metrics.

@@ -946,3 +946,36 @@ func TestDisclosure(t *testing.T) {
 		}
 	}
 }
+
+// TestLinkRules: each kind's links go where their rel says.
+func TestLinkRules(t *testing.T) {
+	k, _, _ := crypto.GenerateEd25519Key(nil)
+	id, _ := peer.IDFromPrivateKey(k)
+	other := peer.ID("someone else")
+	rec := func(kind string, author peer.ID) *Signed {
+		return &Signed{CID: Sum([]byte(kind + string(author))), Record: &Record{Kind: kind, Author: author}}
+	}
+	for _, c := range []struct {
+		from, rel string
+		author    peer.ID
+		target    *Signed
+		want      string // "" when allowed
+	}{
+		{KindDespatchAdvice, "fulfils", id, rec(KindOrder, other), ""},
+		{KindDespatchAdvice, "fulfils", id, rec(KindReceipt, other), "fulfils of a despatch-advice must point to order or order-change"},
+		{KindDespatchAdvice, "cites", id, rec(KindOrder, other), `a despatch-advice takes links fulfils, ships, supersedes, not "cites"`},
+		{KindReceipt, "receives", id, rec(KindDespatchAdvice, other), ""},
+		{KindOrderChange, RelSupersedes, id, rec(KindOrder, id), ""},
+		{KindOrderChange, RelSupersedes, id, rec(KindOrder, other), "of its own author"},
+		{KindNote, "anything", id, rec(KindReceipt, other), ""},
+		{KindDisclosure, "discloses", id, rec(KindQualityInspection, other), ""},
+	} {
+		err := CheckLinkTarget(&Record{Kind: c.from, Author: c.author}, c.rel, c.target)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s %s → %s: %v", c.from, c.rel, c.target.Record.Kind, err)
+		case c.want != "" && (!errors.Is(err, ErrBadLink) || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s %s → %s: %v, want %q", c.from, c.rel, c.target.Record.Kind, err, c.want)
+		}
+	}
+}
