@@ -103,14 +103,13 @@ func parseValue(k valueKind, c cell, zone *time.Location, enum []string) (any, e
 		}
 		return v, nil
 	case vDateTime, vDate:
-		t, dateOnly, err := parseTime(c, zone)
+		t, _, err := parseTime(c, zone)
 		if err != nil {
 			return nil, err
 		}
 		if k == vDate {
 			return t.Format(time.DateOnly), nil
 		}
-		_ = dateOnly
 		return t.Format(time.RFC3339), nil
 	case vUnit:
 		u := strings.ToUpper(s)
