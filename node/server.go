@@ -109,6 +109,13 @@ func (n *Node) Handler() http.Handler {
 	h(importRoute, n.apiImport)
 	h("GET /v1/channels/{ch}/export", n.apiExport)
 	h("GET /v1/trace/{cid}", n.apiTrace)
+	h("GET /v1/pcf/{cid}", func(_ http.ResponseWriter, r *http.Request) (any, error) {
+		c, err := parseCID(r.PathValue("cid"))
+		if err != nil {
+			return nil, err
+		}
+		return n.PCF(c)
+	})
 	h("POST /v1/disclose", n.apiDisclose)
 	h("GET /v1/orders", n.apiOrders)
 	h("GET /v1/orders/{docId}", n.apiOrder)

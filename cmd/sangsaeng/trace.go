@@ -11,16 +11,21 @@ import (
 
 // cmdTrace follows a record's links.
 func cmdTrace(ctx context.Context, env *Env, args []string) error {
-	f := env.flags("trace CID [--up|--down] [--depth N] [--json|--dot]",
+	f := env.flags("trace CID [--up|--down] [--depth N] [--json|--dot] | trace CID --pcf",
 		"Follow a record's links across every channel the node holds (추적): --up (the\n"+
 			"default) shows what it was made from and refers to (lots consumed, their\n"+
 			"production and inspection reports, the shipments they came in, the orders they\n"+
 			"fulfil), --down what was made from it. A tree for people; --json for tools, --dot\n"+
-			"for Graphviz (`sangsaeng trace CID --dot | dot -Tsvg > trace.svg`).")
+			"for Graphviz (`sangsaeng trace CID --dot | dot -Tsvg > trace.svg`).\n"+
+			"--pcf adds up the carbon footprint of the lot a production report reports: its own\n"+
+			"carbon-footprint record (linked describes) plus, for each lot it consumed, the\n"+
+			"consumed quantity times that lot's footprint, held or disclosed, each share with\n"+
+			"its signer.")
 	up := f.Bool("up", false, "what the record was made from (the default)")
 	down := f.Bool("down", false, "what was made from the record")
 	depth := f.Int("depth", 10, "follow links `N` levels deep (1 to 100)")
 	dot := f.Bool("dot", false, "print the trace as a Graphviz dot graph")
+	pcf := f.Bool("pcf", false, "add up the lot's carbon footprint from its records")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -37,6 +42,16 @@ func cmdTrace(ctx context.Context, env *Env, args []string) error {
 	c, err := env.Client()
 	if err != nil {
 		return err
+	}
+	if *pcf {
+		p, err := c.PCF(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		if env.JSON {
+			return env.printJSON(p)
+		}
+		return printPCF(env, p)
 	}
 	tr, err := c.Trace(ctx, pos[0], *down, *depth)
 	if err != nil {
@@ -119,4 +134,28 @@ func writeDot(w io.Writer, t *api.TraceNode, down bool) error {
 	walk(*t)
 	_, err := fmt.Fprintln(w, "}")
 	return err
+}
+
+func printPCF(env *Env, p *api.PCF) error {
+	fmt.Fprintf(env.Stdout, "lot %s of %s: %s %s, %s kgCO2e, %s kgCO2e per %s\n", p.Lot, p.Part, p.Quantity, p.Unit, p.Total, dash(p.PerUnit), p.Unit)
+	row := func(what string, s api.PCFShare) {
+		how := ""
+		if s.Disclosed {
+			how = ", disclosed"
+		}
+		fmt.Fprintf(env.Stdout, "  %-24s %s %s × %s kgCO2e = %s kgCO2e  signed by %s%s (%s)\n", what, s.Quantity, s.Unit, s.PerUnit, s.Share, s.Signer, how, s.Footprint)
+	}
+	if p.Own != nil {
+		row("own process", *p.Own)
+	}
+	for _, s := range p.Inputs {
+		row("lot "+s.Lot, s)
+	}
+	for _, pr := range p.Problems {
+		fmt.Fprintf(env.Stdout, "  incomplete: %s\n", pr)
+	}
+	if !p.Complete {
+		return &exitError{code: 1, msg: "the footprint is incomplete"}
+	}
+	return nil
 }

@@ -158,3 +158,10 @@ func (c *Client) Disclose(ctx context.Context, d Disclose) (*Published, error) {
 	var v Published
 	return &v, c.do(ctx, http.MethodPost, "/v1/disclose", d, &v)
 }
+
+// PCF adds up the carbon footprint of the lot production report rec
+// reports.
+func (c *Client) PCF(ctx context.Context, rec string) (*PCF, error) {
+	var v PCF
+	return &v, c.do(ctx, http.MethodGet, "/v1/pcf/"+url.PathEscape(rec), nil, &v)
+}

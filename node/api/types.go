@@ -418,3 +418,35 @@ type TraceNode struct {
 	Seen      bool        `json:"seen,omitempty"` // shown above already: not expanded again
 	Next      []TraceNode `json:"next,omitempty"`
 }
+
+// PCF is a lot's product carbon footprint added up from signed records:
+// its own carbon-footprint record (what its producer's process adds) and
+// the footprints of the lots it consumed, each share with its signer.
+// Quantities are decimal strings; footprints kgCO2e (excluding biogenic
+// uptake).
+type PCF struct {
+	CID      string     `json:"cid"` // the production report
+	Lot      string     `json:"lot"`
+	Part     string     `json:"part"`
+	Quantity string     `json:"quantity"`
+	Unit     string     `json:"unit"`
+	Own      *PCFShare  `json:"own,omitempty"`
+	Inputs   []PCFShare `json:"inputs"`
+	Total    string     `json:"total"`   // kgCO2e for the lot
+	PerUnit  string     `json:"perUnit"` // kgCO2e per unit of the lot
+	// Complete is false when a share is missing; Problems says which.
+	Complete bool     `json:"complete"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// PCFShare is one footprint in a PCF.
+type PCFShare struct {
+	Lot       string `json:"lot,omitempty"`
+	Quantity  string `json:"quantity"`  // of the lot the footprint is for, in its declared unit
+	Unit      string `json:"unit"`      // the footprint's declared unit
+	PerUnit   string `json:"perUnit"`   // kgCO2e per declared unit
+	Share     string `json:"share"`     // kgCO2e
+	Footprint string `json:"footprint"` // the carbon-footprint record
+	Signer    string `json:"signer"`
+	Disclosed bool   `json:"disclosed,omitempty"` // known from a disclosure, its signature checked
+}
