@@ -29,6 +29,37 @@ func (n *Node) Trace(c cid.Cid, down bool, depth int) (*api.TraceNode, error) {
 	seen := map[cid.Cid]bool{}
 	disclosed := map[cid.Cid]*protocol.Signed{} // originals carried by disclosures on the way
 	count := 0
+	// Inspections known only as disclosures, by the CID they inspect: a
+	// disclosed inspection vouches for a lot as a held one does.
+	var inspections map[cid.Cid][]*protocol.Signed
+	disclosedInspections := func(c cid.Cid) []*protocol.Signed {
+		if inspections == nil {
+			inspections = map[cid.Cid][]*protocol.Signed{}
+			cursor := ""
+			for {
+				page, next, err := n.store.ByKind(protocol.KindDisclosure, 1000, cursor)
+				if err != nil {
+					break
+				}
+				for _, d := range page {
+					o, err := protocol.Disclosed(d.Record.Body)
+					if err != nil {
+						continue
+					}
+					for _, l := range o.Record.Links {
+						if l.Rel == "inspects" {
+							inspections[l.CID] = append(inspections[l.CID], o)
+						}
+					}
+				}
+				if next == "" {
+					break
+				}
+				cursor = next
+			}
+		}
+		return inspections[c]
+	}
 	var walk func(c cid.Cid, rel string, level int) (api.TraceNode, error)
 	walk = func(c cid.Cid, rel string, level int) (api.TraceNode, error) {
 		node := api.TraceNode{CID: c.String(), Rel: rel}
@@ -108,6 +139,13 @@ func (n *Node) Trace(c cid.Cid, down bool, depth int) (*api.TraceNode, error) {
 						rel string
 					}{b.From, "inspected by"})
 				}
+			}
+			for _, o := range disclosedInspections(c) {
+				disclosed[o.CID] = o
+				next = append(next, struct {
+					c   cid.Cid
+					rel string
+				}{o.CID, "inspected by"})
 			}
 		}
 		for _, x := range next {

@@ -66,8 +66,8 @@ type auditTrail struct {
 	car   []byte            // the Friday shipment with everything it links to
 	order *api.Order        // the OEM's view of its order at the end
 	trace *api.TraceNode    // the tier 1's trace of its shipment
-	// oemTrace is the OEM's trace of the tier 2's inspection, disclosed
-	// to it by the tier 1.
+	// oemTrace is the OEM's trace of the brake pads it received, back to
+	// the tier 2's lot and inspection that the tier 1 disclosed to it.
 	oemTrace *api.TraceNode
 }
 
@@ -156,7 +156,8 @@ func run(verbose bool, ev *auditTrail) error {
 	if err != nil {
 		return err
 	}
-	if _, err := step("Fri", oem, up, "receipt", receipt(), []protocol.Link{{Rel: "receives", CID: ship.CID}}, t1); err != nil {
+	rcpt, err := step("Fri", oem, up, "receipt", receipt(), []protocol.Link{{Rel: "receives", CID: ship.CID}}, t1)
+	if err != nil {
 		return err
 	}
 
@@ -232,6 +233,10 @@ func run(verbose bool, ev *auditTrail) error {
 		if n.Seen {
 			return // shown above
 		}
+		if n.Missing {
+			fmt.Printf("%s%s → a record not held here (%s)\n", indent, n.Rel, ellipsis(n.CID, 20))
+			return
+		}
 		what := strings.TrimSpace(n.Kind + " " + n.DocID)
 		if n.Lot != "" {
 			what += " lot " + n.Lot
@@ -254,7 +259,7 @@ func run(verbose bool, ev *auditTrail) error {
 		ev.trace = tr
 	}
 
-	fmt.Println("\n── What the tier 1 shows the OEM of its supplier ───────────────────")
+	fmt.Println("\n── The OEM traces its brake pads, through what the tier 1 disclosed ─")
 	// The tier 1 passes the tier 2's lot report and its inspection, as
 	// the tier 2 signed them, to its channel with the OEM. The OEM is not
 	// in the tier-1–tier-2 channel and never connects to the tier 2.
@@ -269,9 +274,9 @@ func run(verbose bool, ev *auditTrail) error {
 		}
 		discl = append(discl, d)
 	}
-	otr, err := oem.n.Trace(discl[1].CID, false, 5)
+	otr, err := oem.n.Trace(rcpt.CID, false, 8)
 	if err != nil {
-		return fmt.Errorf("the OEM's trace of the disclosed inspection: %w", err)
+		return fmt.Errorf("the OEM's trace of the brake pads it received: %w", err)
 	}
 	show(*otr, "")
 	fmt.Printf("%s checked every disclosed record's signature with %s's key, not connected to it: %v\n",
