@@ -17,7 +17,7 @@ const RelSupersedes = "supersedes"
 // linkRules say, for the kinds whose links have meaning, which relations
 // each takes and what each must point to (docs/design.md, "Links"). A
 // kind listed here takes only these rels and supersedes; the others (note,
-// epcis-event, carbon-footprint, forecast, inventory) take any rel.
+// epcis-event, forecast, inventory) take any rel.
 var linkRules = map[string]map[string][]string{
 	KindOrderResponse:     {"responds-to": {KindOrder, KindOrderChange}},
 	KindOrderChange:       {},
@@ -27,6 +27,7 @@ var linkRules = map[string]map[string][]string{
 	KindProductionReport:  {"consumes": {KindDespatchAdvice, KindReceipt, KindProductionReport, KindDisclosure}},
 	KindQualityInspection: {"inspects": {KindProductionReport, KindDespatchAdvice, KindReceipt}},
 	KindDisclosure:        {"discloses": nil},
+	KindCarbonFootprint:   {"describes": {KindProductionReport}},
 }
 
 // supersedable is which kinds a record of a kind may supersede.
