@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/sangsaeng/sangsaeng/protocol"
 )
 
@@ -72,9 +74,15 @@ func TestDisclosureAcrossTiers(t *testing.T) {
 	o := []byte(body["original"].(string))
 	o[len(o)/3] ^= 1
 	body["original"] = string(o)
-	bad := sealAs(t, t1, up, protocol.KindDisclosure, body)
+	bad := sealLinked(t, t1, up, protocol.KindDisclosure, body, 1, cid.Undef, protocol.Link{Rel: RelDiscloses, CID: insp.CID})
 	if _, err := oem.ingest(up, bad.Envelope, t1.ID(), opGossip); !errors.Is(err, protocol.ErrInvalidBody) {
 		t.Fatalf("a tampered disclosure at the OEM: %v", err)
+	}
+	// A disclosure whose link is not the record it carries is refused too.
+	body["original"] = base64.RawURLEncoding.EncodeToString(insp.Envelope)
+	elsewhere := sealLinked(t, t1, up, protocol.KindDisclosure, body, 1, cid.Undef, protocol.Link{Rel: RelDiscloses, CID: lot.CID})
+	if _, err := oem.ingest(up, elsewhere.Envelope, t1.ID(), opGossip); !errors.Is(err, protocol.ErrMalformed) {
+		t.Fatalf("a disclosure linking another record: %v", err)
 	}
 	if has(oem, bad.CID) {
 		t.Fatal("the OEM stored a tampered disclosure")

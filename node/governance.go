@@ -97,6 +97,18 @@ func loadGovernance(s *store.Store, self peer.ID) (*governance, error) {
 // ordered, is checked against the node's current view).
 func (g *governance) check(s *protocol.Signed) error {
 	r := s.Record
+	if r.Kind == protocol.KindDisclosure {
+		// The link a trace follows is the record the body carries.
+		var to []cid.Cid
+		for _, l := range r.Links {
+			if l.Rel == RelDiscloses {
+				to = append(to, l.CID)
+			}
+		}
+		if want, _ := r.Body["cid"].(string); len(to) != 1 || to[0].String() != want {
+			return fmt.Errorf("%w: a disclosure links exactly one record with rel %s, the one its body carries (%s)", protocol.ErrMalformed, RelDiscloses, want)
+		}
+	}
 	if r.Kind == protocol.KindChannelGenesis {
 		admins := peersOf(r.Body["admins"])
 		if !slices.Contains(admins, r.Author) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/sangsaeng/sangsaeng/node/api"
 	"github.com/sangsaeng/sangsaeng/protocol"
@@ -21,6 +22,14 @@ import (
 var lifecycleKinds = []string{"order", "order-change", "order-response", "despatch-advice", "receipt", "quality-inspection"}
 
 type orderKey struct {
+	ch    cid.Cid
+	buyer peer.ID // the order's author: another member's number does not take it over
+	docID string
+}
+
+// docKey names a document other than an order (a despatch-advice) by
+// channel and number.
+type docKey struct {
 	ch    cid.Cid
 	docID string
 }
@@ -64,17 +73,26 @@ func lifecycles(byKind map[string][]*protocol.Signed, now time.Time) []api.Order
 		}
 		return out
 	}
-	// The latest version of each order: the highest docVersion by the
-	// author of version 1 (only the buyer changes its order).
+	// The latest version of each order: the highest docVersion its buyer
+	// (its author) published.
 	latest := map[orderKey]*protocol.Signed{}
 	for _, s := range append(slices.Clone(byKind["order"]), byKind["order-change"]...) {
-		k := orderKey{s.ChannelOf(), str(s.Record.Body, "docId")}
-		if cur, ok := latest[k]; ok {
-			if cur.Record.Author != s.Record.Author || docVersion(s) <= docVersion(cur) {
-				continue
-			}
+		k := orderKey{s.ChannelOf(), s.Record.Author, str(s.Record.Body, "docId")}
+		if cur, ok := latest[k]; ok && docVersion(s) <= docVersion(cur) {
+			continue
 		}
 		latest[k] = s
+	}
+	// The orders a record of another company refers to by number: those
+	// in its channel by someone other than its author.
+	ordersNamed := func(s *protocol.Signed, docID string) []orderKey {
+		var out []orderKey
+		for k := range latest {
+			if k.ch == s.ChannelOf() && k.docID == docID && k.buyer != s.Record.Author {
+				out = append(out, k)
+			}
+		}
+		return out
 	}
 	orders := map[orderKey]*api.Order{}
 	lines := map[orderKey]map[string]*lineState{}
@@ -103,20 +121,19 @@ func lifecycles(byKind map[string][]*protocol.Signed, now time.Time) []api.Order
 		}
 		orders[k], lines[k] = o, ls
 	}
-	// The seller's latest response.
+	// The seller's latest response (a response by the order's own buyer
+	// does not count).
 	responded := map[orderKey]*protocol.Signed{}
 	for _, s := range byKind["order-response"] {
-		k := orderKey{s.ChannelOf(), str(ref(s.Record.Body, "orderRef"), "docId")}
-		if cur, ok := responded[k]; ok && (docVersion(s) < docVersion(cur) || (docVersion(s) == docVersion(cur) && s.Record.Time <= cur.Record.Time)) {
-			continue
+		for _, k := range ordersNamed(s, str(ref(s.Record.Body, "orderRef"), "docId")) {
+			if cur, ok := responded[k]; ok && s.Record.Time <= cur.Record.Time {
+				continue
+			}
+			responded[k] = s
 		}
-		responded[k] = s
 	}
 	for k, s := range responded {
-		o, ok := orders[k]
-		if !ok {
-			continue
-		}
+		o := orders[k]
 		o.Response = str(s.Record.Body, "responseCode")
 		for _, l := range list(s.Record.Body["lines"]) {
 			st := lines[k][str(l, "lineId")]
@@ -140,37 +157,45 @@ func lifecycles(byKind map[string][]*protocol.Signed, now time.Time) []api.Order
 		key  orderKey
 		line string
 	}
-	despatchLines := map[orderKey]map[string]shipped{} // despatch (ch, docId) → its lineId → order line
-	despatchParts := map[orderKey]map[string]shipped{} // … → part → order line
-	lotsOf := map[string][]shipped{}                   // lot → order lines
+	despatchLines := map[docKey]map[string]shipped{} // despatch (ch, docId) → its lineId → order line
+	despatchParts := map[docKey]map[string]shipped{} // … → part → order line
+	lotsOf := map[string][]shipped{}                 // shipper and lot → order lines
 	for _, s := range byKind["despatch-advice"] {
 		b := s.Record.Body
-		dk := orderKey{s.ChannelOf(), str(b, "docId")}
-		despatchLines[dk], despatchParts[dk] = map[string]shipped{}, map[string]shipped{}
+		dk := docKey{s.ChannelOf(), str(b, "docId")}
+		if despatchLines[dk] == nil {
+			despatchLines[dk], despatchParts[dk] = map[string]shipped{}, map[string]shipped{}
+		}
 		for _, l := range list(b["lines"]) {
 			or := ref(l, "orderRef")
-			ok := orderKey{s.ChannelOf(), str(or, "docId")}
-			st := lines[ok][str(or, "lineId")]
-			if st == nil {
-				continue
+			for _, ok := range ordersNamed(s, str(or, "docId")) {
+				st := lines[ok][str(or, "lineId")]
+				if st == nil {
+					continue
+				}
+				if u := str(ref(l, "quantity"), "unit"); u != "" && st.Unit != "" && u != st.Unit {
+					continue // another unit: not added to this line
+				}
+				q := str(ref(l, "quantity"), "value")
+				sh := api.Shipment{DocID: dk.docID, CID: s.CID.String(), DespatchedAt: str(b, "despatchedAt"), Quantity: q}
+				for _, lot := range asStrings(l["lotIds"]) {
+					sh.Lots = append(sh.Lots, lot)
+					lotsOf[s.Record.Author.String()+"\x00"+lot] = append(lotsOf[s.Record.Author.String()+"\x00"+lot], shipped{ok, st.LineID})
+				}
+				st.Shipments = append(st.Shipments, sh)
+				st.shipped = add(st.shipped, q)
+				despatchLines[dk][str(l, "lineId")] = shipped{ok, st.LineID}
+				if _, dup := despatchParts[dk][partOf(l["item"])]; !dup {
+					despatchParts[dk][partOf(l["item"])] = shipped{ok, st.LineID}
+				}
 			}
-			q := str(ref(l, "quantity"), "value")
-			sh := api.Shipment{DocID: dk.docID, CID: s.CID.String(), DespatchedAt: str(b, "despatchedAt"), Quantity: q}
-			for _, lot := range asStrings(l["lotIds"]) {
-				sh.Lots = append(sh.Lots, lot)
-				lotsOf[lot] = append(lotsOf[lot], shipped{ok, st.LineID})
-			}
-			st.Shipments = append(st.Shipments, sh)
-			st.shipped = add(st.shipped, q)
-			despatchLines[dk][str(l, "lineId")] = shipped{ok, st.LineID}
-			despatchParts[dk][partOf(l["item"])] = shipped{ok, st.LineID}
 		}
 	}
 	// Receipts: each line of a receipt to the despatch line it received,
 	// by line number, or else by part.
 	for _, s := range byKind["receipt"] {
 		b := s.Record.Body
-		dk := orderKey{s.ChannelOf(), str(ref(b, "despatchRef"), "docId")}
+		dk := docKey{s.ChannelOf(), str(ref(b, "despatchRef"), "docId")}
 		for _, l := range list(b["lines"]) {
 			to, ok := despatchLines[dk][str(l, "lineId")]
 			if !ok {
@@ -187,10 +212,10 @@ func lifecycles(byKind map[string][]*protocol.Signed, now time.Time) []api.Order
 			st.received, st.accepted, st.rejected = add(st.received, got), add(st.accepted, acc), add(st.rejected, rej)
 		}
 	}
-	// Inspections of the lots shipped.
+	// Inspections of the lots shipped, by the company that shipped them.
 	for _, s := range byKind["quality-inspection"] {
 		lot := str(s.Record.Body, "lotId")
-		for _, to := range lotsOf[lot] {
+		for _, to := range lotsOf[s.Record.Author.String()+"\x00"+lot] {
 			st := lines[to.key][to.line]
 			st.Inspections = append(st.Inspections, api.LotCheck{DocID: str(s.Record.Body, "docId"), CID: s.CID.String(), Lot: lot, Result: str(s.Record.Body, "result")})
 		}

@@ -47,8 +47,14 @@ func (n *Node) PCF(c cid.Cid) (*api.PCF, error) {
 	total := new(big.Rat)
 	share := func(fp footprint, amount, amountUnit string) (api.PCFShare, error) {
 		s := api.PCFShare{Footprint: fp.s.CID.String(), Signer: n.nameOf(fp.s.Record.Author), Disclosed: fp.disclosed, Unit: fp.unit, PerUnit: fp.perUnit}
-		if want := rec20Units[amountUnit]; want != fp.unit {
-			return s, fmt.Errorf("the footprint %s is per %s, the quantity in %s", fp.s.CID, fp.unit, amountUnit)
+		if fp.perUnit == "" {
+			return s, fmt.Errorf("the footprint %s has no usable declaredUnitAmount", fp.s.CID)
+		}
+		if want := rec20Units[amountUnit]; want == "" || want != fp.unit {
+			return s, fmt.Errorf("the footprint %s is per %q, the quantity in %s: the footprint must be declared per the unit the quantity is counted in", fp.s.CID, fp.unit, amountUnit)
+		}
+		if _, ok := new(big.Rat).SetString(amount); !ok {
+			return s, fmt.Errorf("the quantity %q is not a number", amount)
 		}
 		sh := new(big.Rat).Mul(rat(amount), rat(fp.perUnit))
 		s.Quantity, s.Share = amount, decString(sh)
@@ -66,11 +72,27 @@ func (n *Node) PCF(c cid.Cid) (*api.PCF, error) {
 	} else {
 		out.Complete, out.Problems = false, append(out.Problems, fmt.Sprintf("no carbon-footprint record describes lot %s (%s)", lot, c))
 	}
-	// The lots consumed, by lot number, among the lots footprints describe.
+	// The lots consumed: those the report links consumes (a shipment
+	// stands for the lots it ships), by lot number.
 	byLot := map[string]footprint{}
-	for _, fp := range footprints {
-		if l, _ := fp.lot.Record.Body["lotId"].(string); l != "" {
-			byLot[l] = fp
+	for _, l := range pr.Record.Links {
+		if l.Rel != "consumes" {
+			continue
+		}
+		lots := []cid.Cid{l.CID}
+		if t, err := n.recordOrDisclosed(l.CID); err == nil && t.Record.Kind == protocol.KindDespatchAdvice {
+			for _, sl := range t.Record.Links {
+				if sl.Rel == "ships" {
+					lots = append(lots, sl.CID)
+				}
+			}
+		}
+		for _, lc := range lots {
+			if fp, ok := footprints[lc]; ok {
+				if ln, _ := fp.lot.Record.Body["lotId"].(string); ln != "" {
+					byLot[ln] = fp
+				}
+			}
 		}
 	}
 	consumed, _ := b["consumed"].([]any)
@@ -83,7 +105,7 @@ func (n *Node) PCF(c cid.Cid) (*api.PCF, error) {
 		fp, ok := byLot[l]
 		if l == "" || !ok {
 			out.Complete = false
-			out.Problems = append(out.Problems, fmt.Sprintf("no footprint held or disclosed for the consumed lot %q (%s %s of %s)", l, amount, u, partOf(m["item"])))
+			out.Problems = append(out.Problems, fmt.Sprintf("no footprint held or disclosed for the consumed lot %q (%s %s of %s) among the lots the report links consumes: ask its producer to publish one, and its buyer to disclose it", l, amount, u, partOf(m["item"])))
 			continue
 		}
 		s, err := share(fp, amount, u)
@@ -144,16 +166,18 @@ func (n *Node) footprints() (map[cid.Cid]footprint, error) {
 		fp.unit, _ = b["declaredUnit"].(string)
 		amount, _ := b["declaredUnitAmount"].(string)
 		pcf, _ := b["pcfExcludingBiogenicUptake"].(string)
-		if a := rat(amount); a.Sign() > 0 {
-			fp.perUnit = decString(new(big.Rat).Quo(rat(pcf), a))
+		a, okA := new(big.Rat).SetString(amount)
+		p, okP := new(big.Rat).SetString(pcf)
+		if okA && okP && a.Sign() > 0 {
+			fp.perUnit = decString(new(big.Rat).Quo(p, a))
 		}
 		for _, l := range fp.s.Record.Links {
 			if l.Rel != RelDescribes {
 				continue
 			}
 			lot, err := n.recordOrDisclosed(l.CID)
-			if err != nil || lot.Record.Kind != protocol.KindProductionReport {
-				continue
+			if err != nil || lot.Record.Kind != protocol.KindProductionReport || lot.Record.Author != fp.s.Record.Author {
+				continue // only a lot's producer gives its footprint
 			}
 			fp.lot = lot
 			if cur, ok := out[l.CID]; !ok || fp.s.Record.Time > cur.s.Record.Time {

@@ -524,7 +524,7 @@ func (n *Node) checkLinksOnArrival(s *protocol.Signed) {
 		n.log.Warn("a record's link breaks its kind's rules", "cid", from.CID, "rel", rel, "err", err)
 	}
 	for _, l := range s.Record.Links {
-		if l.Rel == protocol.RelAfter {
+		if l.Rel == protocol.RelAfter || !protocol.HasLinkRules(s.Record.Kind) {
 			continue
 		}
 		if t, err := n.store.Get(l.CID); err == nil {

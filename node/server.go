@@ -594,8 +594,16 @@ func (n *Node) verify(env []byte) *api.Verify {
 	}
 	if s.Record.Kind == protocol.KindDisclosure {
 		if o, err := protocol.Disclosed(s.Record.Body); err == nil {
-			v.Disclosed = &api.Disclosed{CID: o.CID.String(), Kind: o.Record.Kind, Author: o.Record.Author.String(), Channel: o.ChannelOf().String(),
-				Seq: o.Record.Seq, Time: time.UnixMilli(o.Record.Time).UTC().Format(time.RFC3339)}
+			v.Disclosed = &api.Disclosed{CID: o.CID.String(), Kind: o.Record.Kind, Author: o.Record.Author.String(), AuthorName: n.gov.name(o.Record.Author),
+				Channel: o.ChannelOf().String(), Seq: o.Record.Seq, Time: time.UnixMilli(o.Record.Time).UTC().Format(time.RFC3339),
+				Membership: "not checked: this node is not in the original's channel, so the signature proves who signed it, not that its author belongs to that channel"}
+			if n.gov.isJoined(o.ChannelOf()) {
+				v.Disclosed.Membership = "checked"
+				if err := n.gov.check(o); err != nil {
+					v.Disclosed.Membership = "refused: " + err.Error()
+					v.Errors = append(v.Errors, "disclosed record's membership: "+err.Error())
+				}
+			}
 		}
 	}
 	ch := s.ChannelOf()

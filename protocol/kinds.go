@@ -729,6 +729,12 @@ func Disclosed(body map[string]any) (*Signed, error) {
 	switch s.Record.Kind {
 	case KindChannelGenesis, KindChannelMembers, KindProfile:
 		return nil, fmt.Errorf("a channel's governance (%s) is not disclosed", s.Record.Kind)
+	case KindDisclosure:
+		// Its original's terms would go unchecked one level down.
+		return nil, fmt.Errorf("a disclosure is not disclosed again: disclose the record it carries, %v", s.Record.Body["cid"])
+	}
+	if err := ValidateBody(s.Record.Kind, s.Record.Body); err != nil {
+		return nil, fmt.Errorf("the original breaks its kind's schema: %w", err)
 	}
 	if terms, ok := s.Record.Body["terms"].(map[string]any); ok && terms["disclose"] == false {
 		return nil, fmt.Errorf("%w: the author of %s forbids disclosing it (terms: disclose false)", ErrDisclosureForbidden, s.CID)

@@ -966,7 +966,7 @@ func TestLinkRules(t *testing.T) {
 		{KindDespatchAdvice, "cites", id, rec(KindOrder, other), `a despatch-advice takes links fulfils, ships, supersedes, not "cites"`},
 		{KindReceipt, "receives", id, rec(KindDespatchAdvice, other), ""},
 		{KindOrderChange, RelSupersedes, id, rec(KindOrder, id), ""},
-		{KindOrderChange, RelSupersedes, id, rec(KindOrder, other), "of its own author"},
+		{KindOrderChange, RelSupersedes, id, rec(KindOrder, other), "its own author published"},
 		{KindNote, "anything", id, rec(KindReceipt, other), ""},
 		{KindDisclosure, "discloses", id, rec(KindQualityInspection, other), ""},
 	} {

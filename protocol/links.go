@@ -21,11 +21,11 @@ const RelSupersedes = "supersedes"
 var linkRules = map[string]map[string][]string{
 	KindOrderResponse:     {"responds-to": {KindOrder, KindOrderChange}},
 	KindOrderChange:       {},
-	KindOrder:             {},
-	KindDespatchAdvice:    {"fulfils": {KindOrder, KindOrderChange}, "ships": {KindProductionReport, KindDisclosure}},
+	KindOrder:             {"calls-off": {KindOrder, KindOrderChange}}, // a call-off names its blanket order
+	KindDespatchAdvice:    {"fulfils": {KindOrder, KindOrderChange}, "ships": {KindProductionReport, KindReceipt, KindDespatchAdvice, KindDisclosure}},
 	KindReceipt:           {"receives": {KindDespatchAdvice}},
 	KindProductionReport:  {"consumes": {KindDespatchAdvice, KindReceipt, KindProductionReport, KindDisclosure}},
-	KindQualityInspection: {"inspects": {KindProductionReport, KindDespatchAdvice, KindReceipt}},
+	KindQualityInspection: {"inspects": {KindProductionReport, KindDespatchAdvice, KindReceipt, KindDisclosure, KindEPCISEvent}},
 	KindDisclosure:        {"discloses": nil},
 	KindCarbonFootprint:   {"describes": {KindProductionReport}},
 }
@@ -36,6 +36,12 @@ func supersedable(kind string) []string {
 		return []string{KindOrder, KindOrderChange}
 	}
 	return []string{kind}
+}
+
+// HasLinkRules reports whether kind's links are constrained.
+func HasLinkRules(kind string) bool {
+	_, ok := linkRules[kind]
+	return ok
 }
 
 // CheckLinkRel reports whether a record of kind may carry a link with rel.
@@ -69,8 +75,9 @@ func CheckLinkTarget(from *Record, rel string, target *Signed) error {
 	}
 	t := target.Record
 	if rel == RelSupersedes {
-		if !slices.Contains(supersedable(from.Kind), t.Kind) || t.Author != from.Author {
-			return fmt.Errorf("%w: a %s supersedes an earlier %s of its own author; %s is a %s by %s", ErrBadLink, from.Kind, from.Kind, target.CID, t.Kind, t.Author)
+		if !slices.Contains(supersedable(from.Kind), t.Kind) || t.Author != from.Author || (from.Channel.Defined() && target.ChannelOf() != from.Channel) {
+			return fmt.Errorf("%w: %s of a %s links an earlier %s that its own author published in the same channel; %s is a %s by %s: link the record you are replacing",
+				ErrBadLink, rel, from.Kind, strings.Join(supersedable(from.Kind), " or "), target.CID, t.Kind, t.Author)
 		}
 		return nil
 	}

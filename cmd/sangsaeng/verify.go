@@ -56,7 +56,14 @@ func cmdVerify(ctx context.Context, env *Env, args []string) error {
 		}
 		fmt.Fprintf(tw, "ok\t%s\ncid\t%s\nauthor\t%s\n", ok, dash(res.CID), dash(res.Author))
 		if d := res.Disclosed; d != nil {
-			fmt.Fprintf(tw, "discloses\t%s %s, signed by %s (seq %d) in channel %s on %s: signature and CID check out\n", d.Kind, d.CID, d.Author, d.Seq, d.Channel, dateOf(d.Time))
+			who := d.Author
+			if d.AuthorName != "" {
+				who = d.AuthorName + " (" + d.Author + ")"
+			} else {
+				who += " (a key this node has no profile for)"
+			}
+			fmt.Fprintf(tw, "discloses\t%s %s, seq %d in channel %s, %s\nsigned by\t%s: signature and CID check out\nmembership\t%s\n",
+				d.Kind, d.CID, d.Seq, d.Channel, dateOf(d.Time), who, d.Membership)
 		}
 		for _, e := range res.Errors {
 			fmt.Fprintf(tw, "error\t%s\n", e)

@@ -156,12 +156,20 @@ type Verify struct {
 
 // Disclosed is the original record of a disclosure.
 type Disclosed struct {
-	CID     string `json:"cid"`
-	Kind    string `json:"kind"`
-	Author  string `json:"author"`
-	Channel string `json:"channel"`
-	Seq     uint64 `json:"seq"`
-	Time    string `json:"time"`
+	CID    string `json:"cid"`
+	Kind   string `json:"kind"`
+	Author string `json:"author"`
+	// AuthorName is the name the author's profile gives, where this node
+	// has seen it; empty when the key is unknown here.
+	AuthorName string `json:"authorName,omitempty"`
+	Channel    string `json:"channel"`
+	Seq        uint64 `json:"seq"`
+	Time       string `json:"time"`
+	// Membership says whether this node checked that the author is a
+	// member of the original's channel: "checked" where the node is in
+	// that channel, else "not checked": the signature proves who signed,
+	// not that the channel is real.
+	Membership string `json:"membership"`
 }
 
 // Disclose asks the node to pass record CID to Channel.
