@@ -9,12 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sangsaeng/sangsaeng/internal/gs1test"
+
 	"github.com/sangsaeng/sangsaeng/protocol"
 )
 
 func gs1Schema(t *testing.T) *GS1Schema {
 	t.Helper()
-	s, err := LoadGS1Schema(filepath.Join(gs1Dir(t), "JSON-Schema"))
+	s, err := LoadGS1Schema(filepath.Join(gs1test.Dir(t), "JSON-Schema"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +27,7 @@ func gs1Schema(t *testing.T) *GS1Schema {
 // its invalid documents, so a pass below means something.
 func TestGS1SchemaChecks(t *testing.T) {
 	s := gs1Schema(t)
-	dir := gs1Dir(t)
+	dir := gs1test.Dir(t)
 	good, _ := filepath.Glob(filepath.Join(dir, "examples", "*.jsonld"))
 	bad, _ := filepath.Glob(filepath.Join(dir, "invalid", "*.json"))
 	if len(good) == 0 || len(bad) == 0 {

@@ -2,45 +2,18 @@ package interchange
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// gs1Dir finds GS1's EPCIS 2.0 files as protocol's tests do:
-// $SANGSAENG_EPCIS_DIR, or ../shared/epcis beside the repository; in CI
-// their absence fails the test.
-func gs1Dir(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv("SANGSAENG_EPCIS_DIR")
-	if dir == "" {
-		root, err := filepath.Abs("..")
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir = filepath.Join(root, "..", "shared", "epcis")
-		if _, err := os.Stat(dir); err != nil {
-			if _, err := os.Stat("/work/shared/epcis/examples"); err == nil {
-				dir = "/work/shared/epcis"
-			}
-		}
-	}
-	if _, err := os.Stat(filepath.Join(dir, "examples")); err != nil {
-		msg := fmt.Sprintf("GS1 EPCIS files not found (%v): put them in ../shared/epcis or set SANGSAENG_EPCIS_DIR", err)
-		if os.Getenv("CI") != "" || os.Getenv("SANGSAENG_CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg + " (skipped outside CI)")
-	}
-	return dir
-}
+	"github.com/sangsaeng/sangsaeng/internal/gs1test"
+)
 
 // TestEPCISExamplesRead: every event of GS1's examples reads; each of
 // GS1's invalid documents is refused with the rule it breaks.
 func TestEPCISExamplesRead(t *testing.T) {
-	dir := gs1Dir(t)
+	dir := gs1test.Dir(t)
 	examples, _ := filepath.Glob(filepath.Join(dir, "examples", "*.jsonld"))
 	if len(examples) == 0 {
 		t.Fatal("no examples")

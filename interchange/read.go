@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -617,7 +618,7 @@ func (rd *reader) parties(d *docBuild, body map[string]any) error {
 		p, ok := body[role].(map[string]any)
 		if !ok {
 			if role == rd.spec.self && rd.o.Self != nil {
-				body[role] = cloneMap(rd.o.Self)
+				body[role] = maps.Clone(rd.o.Self)
 			}
 			continue
 		}
@@ -625,7 +626,7 @@ func (rd *reader) parties(d *docBuild, body map[string]any) error {
 		scheme, _ := p["scheme"].(string)
 		if id == "" {
 			if role == rd.spec.self && rd.o.Self != nil {
-				self := cloneMap(rd.o.Self)
+				self := maps.Clone(rd.o.Self)
 				if name, ok := p["name"]; ok {
 					self["name"] = name
 				}
@@ -661,14 +662,6 @@ func (rd *reader) parties(d *docBuild, body map[string]any) error {
 		}
 	}
 	return nil
-}
-
-func cloneMap(m map[string]any) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // fillDefaults gives a quantity without a unit the unit of the quantity

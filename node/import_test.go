@@ -15,6 +15,7 @@ import (
 	"golang.org/x/text/encoding/korean"
 
 	"github.com/sangsaeng/sangsaeng/evidence"
+	"github.com/sangsaeng/sangsaeng/internal/gs1test"
 	"github.com/sangsaeng/sangsaeng/node/api"
 	"github.com/sangsaeng/sangsaeng/protocol"
 )
@@ -193,30 +194,11 @@ func TestImportRefusals(t *testing.T) {
 	}
 }
 
-// epcisDir finds GS1's EPCIS 2.0 files as protocol's tests do.
-func epcisDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("SANGSAENG_EPCIS_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "epcis")
-		if _, err := os.Stat(dir); err != nil {
-			dir = "/work/shared/epcis"
-		}
-	}
-	if _, err := os.Stat(filepath.Join(dir, "examples")); err != nil {
-		if os.Getenv("CI") != "" || os.Getenv("SANGSAENG_CI") != "" {
-			t.Fatalf("GS1 EPCIS files not found: %v", err)
-		}
-		t.Skipf("GS1 EPCIS files not found (%v): put them in ../shared/epcis or set SANGSAENG_EPCIS_DIR (skipped outside CI)", err)
-	}
-	return dir
-}
-
 // TestImportEPCIS: GS1's examples import as epcis-event records that the
 // partner receives; importing one again publishes nothing; an invalid
 // document publishes nothing and says which event breaks which rule.
 func TestImportEPCIS(t *testing.T) {
-	dir := epcisDir(t)
+	dir := gs1test.Dir(t)
 	a, b := startNode(t, "A"), startNode(t, "B")
 	ch := link(t, a, b, "events")
 	h := newAPIHarness(t, a)

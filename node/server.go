@@ -266,6 +266,16 @@ var (
 	errAmbiguous = errors.New("channel name is ambiguous")
 )
 
+// channelParam resolves the request's optional ?channel= (ID or name);
+// cid.Undef when there is none.
+func (n *Node) channelParam(r *http.Request) (cid.Cid, error) {
+	s := r.URL.Query().Get("channel")
+	if s == "" {
+		return cid.Undef, nil
+	}
+	return n.resolveChannel(s)
+}
+
 // resolveChannel finds a channel by ID or by unambiguous name.
 func (n *Node) resolveChannel(ref string) (cid.Cid, error) {
 	if c, err := cid.Decode(ref); err == nil {
@@ -758,13 +768,9 @@ func (n *Node) apiTrace(_ http.ResponseWriter, r *http.Request) (any, error) {
 // apiOrders lists the orders' lifecycles: ?channel= one channel,
 // ?status= open, late, done, rejected or cancelled.
 func (n *Node) apiOrders(_ http.ResponseWriter, r *http.Request) (any, error) {
-	ch := cid.Undef
-	if s := r.URL.Query().Get("channel"); s != "" {
-		c, err := n.resolveChannel(s)
-		if err != nil {
-			return nil, err
-		}
-		ch = c
+	ch, err := n.channelParam(r)
+	if err != nil {
+		return nil, err
 	}
 	status := r.URL.Query().Get("status")
 	switch status {
@@ -788,13 +794,9 @@ func (n *Node) apiOrders(_ http.ResponseWriter, r *http.Request) (any, error) {
 
 // apiOrder is one order's lifecycle.
 func (n *Node) apiOrder(_ http.ResponseWriter, r *http.Request) (any, error) {
-	ch := cid.Undef
-	if s := r.URL.Query().Get("channel"); s != "" {
-		c, err := n.resolveChannel(s)
-		if err != nil {
-			return nil, err
-		}
-		ch = c
+	ch, err := n.channelParam(r)
+	if err != nil {
+		return nil, err
 	}
 	return n.Order(ch, r.PathValue("docId"), time.Now())
 }
@@ -892,13 +894,9 @@ const eventWriteTimeout = time.Minute
 // so a slow client falls behind without losing anything or growing a
 // queue; one that stops reading for eventWriteTimeout is disconnected.
 func (n *Node) apiEvents(w http.ResponseWriter, r *http.Request) (any, error) {
-	ch := cid.Undef
-	if s := r.URL.Query().Get("channel"); s != "" {
-		c, err := n.resolveChannel(s)
-		if err != nil {
-			return nil, err
-		}
-		ch = c
+	ch, err := n.channelParam(r)
+	if err != nil {
+		return nil, err
 	}
 	after := n.store.LastArrival()
 	from, what := r.Header.Get("Last-Event-ID"), "Last-Event-ID"

@@ -82,10 +82,7 @@ func (n *Node) Trace(c cid.Cid, down bool, depth int) (*api.TraceNode, error) {
 				disclosed[o.CID] = o
 			}
 		}
-		node.Kind, node.Author, node.Channel = r.Kind, n.gov.name(r.Author), s.ChannelOf().String()
-		if node.Author == "" {
-			node.Author = r.Author.String()
-		}
+		node.Kind, node.Author, node.Channel = r.Kind, n.nameOf(r.Author), s.ChannelOf().String()
 		node.DocID, _ = r.Body["docId"].(string)
 		node.Lot, _ = r.Body["lotId"].(string)
 		node.Time = time.UnixMilli(r.Time).UTC().Format(time.RFC3339)
@@ -100,10 +97,7 @@ func (n *Node) Trace(c cid.Cid, down bool, depth int) (*api.TraceNode, error) {
 		if level >= depth {
 			return node, nil
 		}
-		var next []struct {
-			c   cid.Cid
-			rel string
-		}
+		var next []protocol.Link // the edges to follow, with the rel that names each
 		if down {
 			bl, err := n.store.Backlinks(c)
 			if err != nil {
@@ -111,19 +105,13 @@ func (n *Node) Trace(c cid.Cid, down bool, depth int) (*api.TraceNode, error) {
 			}
 			for _, b := range bl {
 				if b.Rel != protocol.RelAfter {
-					next = append(next, struct {
-						c   cid.Cid
-						rel string
-					}{b.From, b.Rel})
+					next = append(next, protocol.Link{Rel: b.Rel, CID: b.From})
 				}
 			}
 		} else {
 			for _, l := range r.Links {
 				if l.Rel != protocol.RelAfter {
-					next = append(next, struct {
-						c   cid.Cid
-						rel string
-					}{l.CID, l.Rel})
+					next = append(next, l)
 				}
 			}
 			// What vouches for a record is part of where it came from:
@@ -134,22 +122,16 @@ func (n *Node) Trace(c cid.Cid, down bool, depth int) (*api.TraceNode, error) {
 			}
 			for _, b := range bl {
 				if b.Rel == "inspects" {
-					next = append(next, struct {
-						c   cid.Cid
-						rel string
-					}{b.From, "inspected by"})
+					next = append(next, protocol.Link{Rel: "inspected by", CID: b.From})
 				}
 			}
 			for _, o := range disclosedInspections(c) {
 				disclosed[o.CID] = o
-				next = append(next, struct {
-					c   cid.Cid
-					rel string
-				}{o.CID, "inspected by"})
+				next = append(next, protocol.Link{Rel: "inspected by", CID: o.CID})
 			}
 		}
 		for _, x := range next {
-			child, err := walk(x.c, x.rel, level+1)
+			child, err := walk(x.CID, x.Rel, level+1)
 			if err != nil {
 				return node, err
 			}

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"maps"
 	"math"
@@ -18,6 +17,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/sangsaeng/sangsaeng/internal/gs1test"
 )
 
 // allKinds is every kind this package must know.
@@ -744,7 +745,7 @@ func TestValidateBodyConcurrent(t *testing.T) {
 // epcis-event schema and those with a missing offset or action do not. The
 // files are GS1's: they are read from ../shared, never copied here.
 func TestGS1Examples(t *testing.T) {
-	dir := gs1Dir(t)
+	dir := gs1test.Dir(t)
 	events := func(t *testing.T, file string) []map[string]any {
 		data, err := os.ReadFile(file)
 		if err != nil {
@@ -778,42 +779,6 @@ func TestGS1Examples(t *testing.T) {
 			}
 		}
 	}
-}
-
-// gs1Dir returns the directory of GS1's EPCIS 2.0 examples and invalid
-// documents: $SANGSAENG_EPCIS_DIR, or else ../shared/epcis from the root of
-// the repository (next to the clone). When it is missing the test fails
-// in CI ($CI or $SANGSAENG_CI set, as .ci/run does) and is skipped, saying
-// so, elsewhere.
-func gs1Dir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("SANGSAENG_EPCIS_DIR")
-	if dir == "" {
-		root, err := filepath.Abs("..") // this package is protocol/, one below the root
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-			t.Fatalf("the repository root %s has no go.mod: %v", root, err)
-		}
-		dir = filepath.Join(root, "..", "shared", "epcis")
-		if _, err := os.Stat(dir); err != nil {
-			// A clone made elsewhere than beside ../shared (CI's clean
-			// clone, say) finds the workplace's copy.
-			if _, err := os.Stat("/work/shared/epcis/examples"); err == nil {
-				dir = "/work/shared/epcis"
-			}
-		}
-	}
-	if _, err := os.Stat(filepath.Join(dir, "examples")); err != nil {
-		msg := fmt.Sprintf("GS1 EPCIS files not found (%v): put GS1's EPCIS 2.0 examples and invalid documents in ../shared/epcis next to the repository, "+
-			"or set SANGSAENG_EPCIS_DIR to their directory", err)
-		if os.Getenv("CI") != "" || os.Getenv("SANGSAENG_CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg + " (outside CI the test is skipped; in CI it fails)")
-	}
-	return dir
 }
 
 // FuzzValidateBody feeds arbitrary JSON bodies to every kind: no panic, and
@@ -860,7 +825,7 @@ func BenchmarkValidateBody(b *testing.B) {
 // TestCBVListsAreGS1s: the bizStep and disposition short names the
 // epcis-event kind takes are exactly those of GS1's EPCIS 2.0 JSON Schema.
 func TestCBVListsAreGS1s(t *testing.T) {
-	dir := gs1Dir(t)
+	dir := gs1test.Dir(t)
 	var ours struct {
 		Defs map[string]struct {
 			AnyOf []struct {

@@ -3,14 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/sangsaeng/sangsaeng/evidence"
 	"github.com/sangsaeng/sangsaeng/interchange"
+	"github.com/sangsaeng/sangsaeng/internal/gs1test"
 	"github.com/sangsaeng/sangsaeng/node/api"
 )
 
@@ -23,20 +22,7 @@ func TestDemo(t *testing.T) {
 	if err := run(false, &ev); err != nil {
 		t.Fatal(err)
 	}
-	dir := os.Getenv("SANGSAENG_EPCIS_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "epcis")
-		if _, err := os.Stat(dir); err != nil {
-			dir = "/work/shared/epcis"
-		}
-	}
-	if _, err := os.Stat(filepath.Join(dir, "JSON-Schema")); err != nil {
-		msg := fmt.Sprintf("GS1 EPCIS schema not found (%v): put it in ../shared/epcis or set SANGSAENG_EPCIS_DIR", err)
-		if os.Getenv("CI") != "" || os.Getenv("SANGSAENG_CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg + " (skipped outside CI)")
-	}
+	dir := gs1test.Dir(t)
 	// The OEM sees its order shipped and received in full.
 	if ev.order == nil || ev.order.Status != "done" || len(ev.order.Lines) == 0 || ev.order.Lines[0].Shipped == "0" || ev.order.Lines[0].Open != "0" {
 		t.Fatalf("the OEM's order at the end of the week: %+v", ev.order)
