@@ -410,16 +410,22 @@ func (b *bench) baseline(ctx context.Context) error {
 	// capacity is found with a ramp of steady rates: each step publishes
 	// for a second, 1.3 times faster than the one before, until what is
 	// delivered grows no more. Then the same burst as the throughput phase,
-	// for the record.
+	// for the record. Where the first step loses most of what it sent (a
+	// slow or busy machine), the ramp starts again at half the rate.
+	//
+	// A receiver waits for a message at most 20 s beyond the time the step
+	// takes to publish: gossipsub may drop every one of them, and then
+	// there is nothing to be idle after.
 	b.rep.BaselineSteps = []benchStep{}
 	var best benchStep
-	rate := 4000.0
+	rate, held := 4000.0, false // held: a step delivered half of what it sent
 	for step := 1; step <= 12; step++ {
 		rate = math.Round(rate)
 		count := min(int(rate), b.cfg.records) // a second, or --records
 		tag := fmt.Sprintf("r%d", step)
+		limit := time.Duration(float64(count)/rate*float64(time.Second)) + 20*time.Second
 		res, err := b.measure(ctx, pub, receivers,
-			benchMsg{Op: "arm-count", Tag: tag, Count: count, IdleMs: time.Second.Milliseconds()},
+			benchMsg{Op: "arm-count", Tag: tag, Count: count, IdleMs: time.Second.Milliseconds(), TimeoutMs: limit.Milliseconds()},
 			benchMsg{Op: "publish", Tag: tag, Count: count, Payload: b.cfg.payload, Rate: rate})
 		if err != nil {
 			return err
@@ -431,7 +437,15 @@ func (b *bench) baseline(ctx context.Context) error {
 		if st.PerSec > best.PerSec {
 			best = st
 		}
-		if !grew || res.delivered < count/2 {
+		if res.delivered < count/2 {
+			if !held && rate > 250 {
+				rate /= 2
+				continue
+			}
+			break
+		}
+		held = true
+		if !grew {
 			break
 		}
 		rate *= 1.3
@@ -443,7 +457,8 @@ func (b *bench) baseline(ctx context.Context) error {
 
 	b.progress("baseline: a burst of %d messages from %d goroutines", b.cfg.records, b.cfg.publishers)
 	res, err := b.measure(ctx, pub, receivers,
-		benchMsg{Op: "arm-count", Tag: "t", Count: b.cfg.records, IdleMs: time.Second.Milliseconds()},
+		benchMsg{Op: "arm-count", Tag: "t", Count: b.cfg.records, IdleMs: time.Second.Milliseconds(),
+			TimeoutMs: (30*time.Second + time.Duration(b.cfg.records)*2*time.Millisecond).Milliseconds()},
 		benchMsg{Op: "publish", Tag: "t", Count: b.cfg.records, Payload: b.cfg.payload, Workers: b.cfg.publishers})
 	if err != nil {
 		return err
