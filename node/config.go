@@ -52,6 +52,9 @@ type Config struct {
 	// Peers are extra peers, as /p2p/ multiaddrs, that may connect even
 	// without a shared channel: relays and bootstrap peers.
 	Peers []string `toml:"peers,omitempty"`
+	// Relay configures circuit relay v2: this node as a relay for its
+	// partners, and the relays it keeps a slot at when it is behind NAT.
+	Relay RelayConfig `toml:"relay"`
 	// SyncInterval is how often the node runs anti-entropy sync with its partners.
 	SyncInterval Duration `toml:"sync_interval"`
 	// AuthorQuota is how many records per second, in bursts of twice as
@@ -70,6 +73,24 @@ type Config struct {
 	// file holds the values config.toml gave, before the overrides of the
 	// environment and flags, when the config was loaded from it.
 	file *Config
+}
+
+// RelayConfig is the [relay] table of config.toml.
+type RelayConfig struct {
+	// Enabled makes this node a relay for the partners it shares a
+	// channel with (and those the operator added), only for them. Turn it
+	// on at a node with a public address.
+	Enabled bool `toml:"enabled"`
+	// MaxReservations is how many partners may hold a slot at once.
+	MaxReservations int `toml:"max_reservations"`
+	// MaxCircuits is how many relayed connections one partner may have
+	// open at once.
+	MaxCircuits int `toml:"max_circuits"`
+	// Use are the relays this node keeps a slot at while it is not
+	// reachable directly, as /p2p/ multiaddrs of partners that run one.
+	// Partners reach it through them. Relays named by the invite codes it
+	// joined with are used as well.
+	Use []string `toml:"use,omitempty"`
 }
 
 // Duration is a time.Duration written as text ("30s") in config.toml.
@@ -97,6 +118,7 @@ func DefaultConfig() *Config {
 		MDNS:         true,
 		SyncInterval: Duration{30 * time.Second},
 		AuthorQuota:  5000,
+		Relay:        RelayConfig{MaxReservations: 128, MaxCircuits: 16},
 	}
 }
 
@@ -114,6 +136,18 @@ func (c *Config) Validate() error {
 		if _, err := peer.AddrInfoFromString(a); err != nil {
 			return fmt.Errorf("config: peer %q must be a multiaddr ending in /p2p/PEER-ID: %v", a, err)
 		}
+	}
+	for _, a := range c.Relay.Use {
+		ai, err := peer.AddrInfoFromString(a)
+		if err != nil {
+			return fmt.Errorf("config: relay.use %q must be a multiaddr ending in /p2p/PEER-ID of a partner that runs a relay: %v", a, err)
+		}
+		if len(ai.Addrs) == 0 {
+			return fmt.Errorf("config: relay.use %q has no address before /p2p/; write it as /ip4/ADDRESS/tcp/4801/p2p/PEER-ID", a)
+		}
+	}
+	if c.Relay.MaxReservations < 1 || c.Relay.MaxCircuits < 1 {
+		return fmt.Errorf("config: relay.max_reservations (%d) and relay.max_circuits (%d) must be at least 1", c.Relay.MaxReservations, c.Relay.MaxCircuits)
 	}
 	host, _, err := net.SplitHostPort(c.API)
 	if err != nil {
@@ -308,6 +342,7 @@ func (c *Config) clone() *Config {
 	d := *c
 	d.Listen = append([]string(nil), c.Listen...)
 	d.Peers = append([]string(nil), c.Peers...)
+	d.Relay.Use = append([]string(nil), c.Relay.Use...)
 	d.file = nil
 	return &d
 }

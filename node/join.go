@@ -102,8 +102,13 @@ func (n *Node) Invite(ctx context.Context, ch cid.Cid, p peer.ID) (string, error
 		return "", fmt.Errorf("invite: %w", err)
 	}
 	iv := invite{Channel: ch.String(), Inviter: n.self.String()}
-	for _, a := range n.host.Addrs() {
-		iv.Addrs = append(iv.Addrs, a.String())
+	// The host's addresses, and those through the relays it holds a slot
+	// at (the host lists them too, once it has looked at its addresses
+	// again): a joiner behind another NAT dials those.
+	for _, a := range append(n.host.Addrs(), n.relays.circuitAddrs()...) {
+		if s := a.String(); !slices.Contains(iv.Addrs, s) {
+			iv.Addrs = append(iv.Addrs, s)
+		}
 	}
 	return encodeInvite(iv), nil
 }
@@ -128,6 +133,17 @@ func (n *Node) Join(ctx context.Context, code string) (cid.Cid, error) {
 	admitted := false
 	release := n.admitForJoin(inviter.ID)
 	defer func() { release(admitted) }()
+	// The relays the invite's addresses go through are admitted for the
+	// join too, and kept, with a slot reserved at them, once it succeeds.
+	relays := relaysOf(inviter.Addrs)
+	for _, r := range relays {
+		if r.ID == n.self || r.ID == inviter.ID {
+			continue
+		}
+		rel := n.admitForJoin(r.ID)
+		defer func() { rel(admitted) }()
+		n.host.Peerstore().AddAddrs(r.ID, r.Addrs, peerstore.TempAddrTTL)
+	}
 	n.host.Peerstore().AddAddrs(inviter.ID, inviter.Addrs, peerstore.TempAddrTTL)
 	if err := n.host.Connect(ctx, inviter); err != nil {
 		return cid.Undef, fmt.Errorf("join: cannot reach the inviter %s: %w", inviter.ID, err)
@@ -152,6 +168,9 @@ func (n *Node) Join(ctx context.Context, code string) (cid.Cid, error) {
 		return cid.Undef, fmt.Errorf("join: %w", err)
 	}
 	n.host.Peerstore().AddAddrs(inviter.ID, inviter.Addrs, peerstore.PermanentAddrTTL)
+	if err := n.relays.learn(slices.DeleteFunc(relays, func(r peer.AddrInfo) bool { return r.ID == n.self || r.ID == inviter.ID })); err != nil {
+		return cid.Undef, fmt.Errorf("join: %w", err)
+	}
 	admitted = true
 	n.sync.schedule(inviter.ID, ch) // the channel's history, and our own head
 	mctx, mcancel := context.WithTimeout(ctx, 5*time.Second)

@@ -22,6 +22,7 @@ type metrics struct {
 	forks          prometheus.Counter
 	rejected       *prometheus.CounterVec
 	refused        prometheus.Counter
+	dhtFound       prometheus.Counter
 	overQuota      prometheus.Counter
 	gaps           prometheus.Counter
 	rpcDropped     prometheus.Counter
@@ -56,6 +57,9 @@ func newMetrics() *metrics {
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sangsaeng_records_rejected_total", Help: "Records refused, by the rule they broke.",
 		}, []string{"reason"}),
+		dhtFound: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sangsaeng_partners_found_by_dht_total", Help: "Partners reached again at an address the partners' DHT gave, after their known addresses failed.",
+		}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sangsaeng_connections_refused_total", Help: "Connections refused because the peer is not a partner.",
 		}),
@@ -92,7 +96,7 @@ func newMetrics() *metrics {
 		m.storeErrors.WithLabelValues(op)
 	}
 	m.reg.MustRegister(m.storeErrors)
-	m.reg.MustRegister(m.overQuota, m.gaps, m.syncRuns, m.syncLag, m.syncRefused, m.syncServed, m.accepted, m.published, m.duplicates, m.linkMismatches, m.forks, m.rejected, m.refused, m.rpcDropped, m.psDropped,
+	m.reg.MustRegister(m.overQuota, m.gaps, m.syncRuns, m.syncLag, m.syncRefused, m.syncServed, m.accepted, m.published, m.duplicates, m.linkMismatches, m.forks, m.rejected, m.refused, m.dhtFound, m.rpcDropped, m.psDropped,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -24,6 +25,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -55,6 +57,11 @@ type Node struct {
 	penalty  penalties
 	doubts   doubts
 	quota    quotas
+	relays   *relayKeeper
+	dht      *dht.IpfsDHT
+	relay    *relayv2.Relay // when relay.enabled
+	// redial wakes dialLoop when a partner's connections close.
+	redial   chan struct{}
 	scoresMu sync.Mutex
 	scores   map[peer.ID]float64
 	health   health
@@ -112,9 +119,10 @@ type channelTopic struct {
 type Option func(*options)
 
 type options struct {
-	log     *slog.Logger
-	natMap  bool
-	storeFn func(*store.Options)
+	log      *slog.Logger
+	natMap   bool
+	storeFn  func(*store.Options)
+	hostOpts []libp2p.Option
 }
 
 // WithLogger sets the node's logger (default: discard).
@@ -123,6 +131,12 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // WithoutNATPortMap turns off UPnP / NAT-PMP port mapping (tests, and nodes
 // with a public address).
 func WithoutNATPortMap() Option { return func(o *options) { o.natMap = false } }
+
+// WithHostOptions adds options to the libp2p host's, after the node's own
+// (tests on a simulated network replace its transports this way).
+func WithHostOptions(opts ...libp2p.Option) Option {
+	return func(o *options) { o.hostOpts = append(o.hostOpts, opts...) }
+}
 
 // WithStoreOptions adjusts the store's options before it opens.
 func WithStoreOptions(fn func(*store.Options)) Option { return func(o *options) { o.storeFn = fn } }
@@ -152,7 +166,7 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 		topics: map[cid.Cid]*channelTopic{}, events: newHub(), metrics: newMetrics(),
 		pubQueue: make(chan *pubReq, 4*maxPubBatch), gossipQueue: make(chan gossipItem, 64),
 		putQueue: make(chan *putReq, 4*maxPutBatch), writerDone: make(chan struct{}),
-		checkQueue: make(chan *checkJob, 64),
+		checkQueue: make(chan *checkJob, 64), redial: make(chan struct{}, 1),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 
@@ -192,6 +206,9 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 		n.gater.extra.Store(ai.ID, true)
 	}
 
+	if n.relays, err = newRelayKeeper(n); err != nil {
+		return nil, err
+	}
 	rm, err := resourceManager()
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
@@ -206,8 +223,11 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionGater(n.gater),
 		libp2p.EnableHolePunching(),
+		libp2p.EnableAutoNATv2(),
+		libp2p.AddrsFactory(n.addrsFactory),
 		libp2p.UserAgent("sangsaeng/" + Version),
 	}
+	hopts = append(hopts, o.hostOpts...)
 	if o.natMap {
 		hopts = append(hopts, libp2p.NATPortMap())
 	}
@@ -217,6 +237,20 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 	if n.ps, err = newPubSub(n); err != nil {
 		n.host.Close()
 		return nil, err
+	}
+	// The relay runs because the operator said so (relay.enabled), not
+	// only once AutoNAT v1 finds the node public, as libp2p's
+	// EnableRelayService would: a relay on a network AutoNAT cannot judge
+	// (a campus, the namespace test's documentation ranges) serves too.
+	if cfg.Relay.Enabled {
+		if n.relay, err = relayv2.New(n.host, n.relayService()...); err != nil {
+			n.host.Close()
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+	}
+	if n.dht, err = n.newDHT(); err != nil {
+		n.host.Close()
+		return nil, fmt.Errorf("partners' DHT: %w", err)
 	}
 	n.sync = newSyncer(n)
 	n.host.SetStreamHandler(JoinID, n.handleJoin)
@@ -246,8 +280,9 @@ func (n *Node) Start() error {
 			return err
 		}
 	}
-	n.wg.Add(4)
+	n.wg.Add(5)
 	go n.dialLoop()
+	go n.relays.run()
 	go n.publisher()
 	go n.gossiper()
 	go n.writer()
@@ -290,7 +325,11 @@ func (n *Node) Close() error {
 	}
 	n.mu.Unlock()
 	n.events.close()
-	err := n.host.Close()
+	dhtErr := n.dht.Close()
+	if n.relay != nil {
+		dhtErr = errors.Join(dhtErr, n.relay.Close())
+	}
+	err := errors.Join(n.host.Close(), dhtErr)
 	n.wg.Wait()
 	return errors.Join(err, n.store.Close())
 }

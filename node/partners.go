@@ -26,8 +26,15 @@ const partnersNS = "partners"
 
 // partnerEntry is one address-book entry as stored.
 type partnerEntry struct {
-	Name  string   `json:"name,omitempty"`
+	Name string `json:"name,omitempty"`
+	// Addrs are the addresses the operator or an invite gave: they stay
+	// until the operator removes them. (Entries stored before Learned
+	// existed hold learned addresses here too, and keep them.)
 	Addrs []string `json:"addrs"`
+	// Learned are the addresses the partner itself announced last (its
+	// signed peer record, by identify), relay addresses among them: they
+	// are replaced by the next announcement, never merged into Addrs.
+	Learned []string `json:"learned,omitempty"`
 	// Manual marks a partner the operator added by hand (`sangsaeng
 	// partners add`): the gater admits it whatever channels it shares.
 	// An inviter's entry is not manual: it is admitted while it shares
@@ -65,6 +72,18 @@ func loadPartners(s *store.Store) (*partnerBook, error) {
 		}
 	}
 	return b, nil
+}
+
+// dialAddrs are the addresses to dial the partner at: the given ones, then
+// the learned ones.
+func (e partnerEntry) dialAddrs() []string {
+	out := slices.Clone(e.Addrs)
+	for _, a := range e.Learned {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func (b *partnerBook) has(p peer.ID) bool {
@@ -228,10 +247,10 @@ func (n *Node) learnAddrs() {
 				for _, a := range ev.ListenAddrs {
 					addrs = append(addrs, a.String())
 				}
-				if known && slices.Equal(cur.Addrs, addrs) {
+				if known && slices.Equal(cur.Learned, addrs) {
 					continue
 				}
-				cur.Addrs = addrs
+				cur.Learned = addrs
 				if err := n.partners.put(ev.Peer, cur); err != nil {
 					_ = n.storeFailed(opMeta, err) // logs it
 				}
@@ -311,38 +330,83 @@ func (n *Node) dropStaleConns(p peer.ID, c network.Conn, rec *record.Envelope) {
 	}
 }
 
+// Dial rounds: every dialEvery, and redialAfter after a partner's last
+// connection closed (an address change, a restart).
+const (
+	dialEvery   = 30 * time.Second
+	redialAfter = 3 * time.Second
+)
+
 // dialLoop keeps the node connected to its partners: the address book and
-// the members of its channels whose addresses it knows.
+// the members of its channels whose addresses it knows. A partner that
+// none of its known addresses reaches is looked up in the partners' DHT,
+// where the partners it is connected to know where it is now.
 func (n *Node) dialLoop() {
 	defer n.wg.Done()
+	sub, err := n.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
+	var events <-chan any
+	if err == nil {
+		defer sub.Close()
+		events = sub.Out()
+	}
 	t := time.NewTimer(0)
 	defer t.Stop()
+	var busy sync.Map // peer.ID → dialling now
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
+		case e := <-events:
+			if ev, _ := e.(event.EvtPeerConnectednessChanged); ev.Connectedness == network.NotConnected && n.partners.has(ev.Peer) {
+				t.Reset(redialAfter)
+			}
+			continue
 		case <-t.C:
 		}
 		for p, e := range n.partners.all() {
 			if n.host.Network().Connectedness(p) == network.Connected || !n.gater.allowed(p) {
 				continue
 			}
-			ai := peer.AddrInfo{ID: p}
-			for _, s := range e.Addrs {
-				if a, err := ma.NewMultiaddr(s); err == nil {
-					ai.Addrs = append(ai.Addrs, a)
-				}
+			if _, dup := busy.LoadOrStore(p, true); dup {
+				continue
 			}
+			ai := peer.AddrInfo{ID: p, Addrs: parseAddrs(e.dialAddrs())}
 			go func() {
-				ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
-				defer cancel()
-				if err := n.host.Connect(ctx, ai); err != nil {
-					n.log.Debug("partner unreachable", "peer", p, "err", err)
-				}
+				defer busy.Delete(p)
+				n.dialPartner(ai)
 			}()
 		}
-		t.Reset(30 * time.Second)
+		t.Reset(dialEvery)
 	}
+}
+
+// dialPartner dials a partner at the addresses the node knows, then, where
+// none answers, at those the partners' DHT gives.
+func (n *Node) dialPartner(ai peer.AddrInfo) {
+	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+	err := n.host.Connect(ctx, ai)
+	cancel()
+	if err == nil || n.ctx.Err() != nil {
+		return
+	}
+	n.log.Debug("partner unreachable at its known addresses; asking the DHT", "peer", ai.ID, "err", err)
+	ctx, cancel = context.WithTimeout(n.ctx, 20*time.Second)
+	defer cancel()
+	found, ferr := n.findPartner(ctx, ai.ID)
+	if ferr != nil {
+		n.log.Debug("partner not found in the DHT", "peer", ai.ID, "err", ferr)
+		return
+	}
+	fresh := slices.DeleteFunc(slices.Clone(found.Addrs), func(a ma.Multiaddr) bool { return slices.ContainsFunc(ai.Addrs, a.Equal) })
+	if len(fresh) == 0 {
+		return
+	}
+	if err := n.host.Connect(ctx, peer.AddrInfo{ID: ai.ID, Addrs: fresh}); err != nil {
+		n.log.Debug("partner unreachable at the addresses the DHT gave", "peer", ai.ID, "addrs", fresh, "err", err)
+		return
+	}
+	n.metrics.dhtFound.Inc()
+	n.log.Info("partner found again at a new address through the DHT", "peer", ai.ID, "addrs", fresh)
 }
 
 // gater admits only partners: active members of a channel the node is an
@@ -354,6 +418,9 @@ type gater struct {
 	n     *Node
 	extra sync.Map // peer.ID → true
 	deny  sync.Map // peer.ID → true: refused whatever else holds (tests' partitions)
+	// noDirect: peer.ID → true: reached only through a relay (tests of
+	// relaying on loopback, where every address is directly reachable).
+	noDirect sync.Map
 }
 
 var _ connmgr.ConnectionGater = (*gater)(nil)
@@ -365,17 +432,26 @@ func (g *gater) allowed(p peer.ID) bool {
 	if _, ok := g.extra.Load(p); ok {
 		return true
 	}
+	if g.n.relays != nil && g.n.relays.has(p) {
+		return true
+	}
 	return g.n.partners.manual(p) || g.n.gov.isPartner(p)
 }
 
 func (g *gater) InterceptPeerDial(p peer.ID) bool { return g.allowed(p) }
 
-func (g *gater) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
+func (g *gater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
+	_, relayOnly := g.noDirect.Load(p)
+	return !relayOnly || isCircuit(a)
+}
 
 func (g *gater) InterceptAccept(network.ConnMultiaddrs) bool { return true }
 
-func (g *gater) InterceptSecured(dir network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+func (g *gater) InterceptSecured(dir network.Direction, p peer.ID, cm network.ConnMultiaddrs) bool {
 	ok := g.allowed(p)
+	if _, relayOnly := g.noDirect.Load(p); relayOnly && !isCircuit(cm.RemoteMultiaddr()) {
+		ok = false
+	}
 	if !ok {
 		g.n.metrics.refused.Inc()
 		g.n.log.Debug("connection refused: not a partner", "peer", p, "dir", dir)

@@ -296,7 +296,7 @@ func (n *Node) resolveChannel(ref string) (cid.Cid, error) {
 
 func (n *Node) apiID(http.ResponseWriter, *http.Request) (any, error) {
 	name, _ := n.profile()
-	return api.ID{ID: n.self.String(), Name: name, Addrs: n.addrs()}, nil
+	return api.ID{ID: n.self.String(), Name: name, Addrs: n.addrs(), Reachability: n.Reachability()}, nil
 }
 
 func (n *Node) apiPeers(http.ResponseWriter, *http.Request) (any, error) {

@@ -35,6 +35,7 @@ func (n *Node) Status() (*api.Status, error) {
 			Errors:    total,
 		},
 		Peers:        api.PeersStatus{Connected: []api.PeerRef{}, Offline: []api.PeerRef{}},
+		Reachability: n.Reachability(),
 		Channels:     []api.ChannelLag{},
 		RecentErrors: []api.StatusError{},
 	}

@@ -82,7 +82,10 @@ func TestTextOutput(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"id"}, []string{"peer ID  " + peerA, "name     Hanbit Motors", "addrs    /ip4/127.0.0.1/tcp/4801\n         /ip4/203.0.113.7/tcp/4801"}},
+		{[]string{"id"}, []string{"peer ID       " + peerA, "name          Hanbit Motors", "addrs         /ip4/127.0.0.1/tcp/4801\n              /ip4/203.0.113.7/tcp/4801",
+			"reachability  behind NAT: partners reach it through its relays",
+			"relay         Daeil Parts " + peerB + " (slot until 2026-12-03T12:00:00Z, from config)",
+			"relay addr    /ip4/198.51.100.10/tcp/4801/p2p/" + peerB + "/p2p-circuit/p2p/" + peerA}},
 		{[]string{"peers"}, []string{"PEER ID", "LATENCY", peerB + "  Daeil Parts  /ip4/10.0.0.2/tcp/4801  3.2 ms   1"}},
 		{[]string{"partners"}, []string{"PEER ID", peerB + "  Daeil Parts  /ip4/10.0.0.2/tcp/4801 /ip4/10.0.0.2/udp/4801/quic-v1"}},
 		{[]string{"channel", "ls"}, []string{"CHANNEL ID", chanID + "  hanbit-daeil  2        19       1"}},

@@ -27,7 +27,12 @@ const (
 )
 
 var (
-	cannedID = api.ID{ID: peerA, Name: "Hanbit Motors", Addrs: []string{"/ip4/127.0.0.1/tcp/4801", "/ip4/203.0.113.7/tcp/4801"}}
+	cannedID = api.ID{ID: peerA, Name: "Hanbit Motors", Addrs: []string{"/ip4/127.0.0.1/tcp/4801", "/ip4/203.0.113.7/tcp/4801"},
+		Reachability: api.Reachability{
+			State: "relayed", Public: []string{},
+			Relays:     []api.RelayRef{{ID: peerB, Name: "Daeil Parts", Source: "config", Connected: true, Reserved: true, Expires: "2026-12-03T12:00:00Z"}},
+			RelayAddrs: []string{"/ip4/198.51.100.10/tcp/4801/p2p/" + peerB + "/p2p-circuit/p2p/" + peerA},
+		}}
 
 	cannedPeers = []api.Peer{
 		{ID: peerB, Name: "Daeil Parts", Addrs: []string{"/ip4/10.0.0.2/tcp/4801"}, LatencyMs: 3.25, Channels: []string{chanID}},

@@ -68,6 +68,7 @@ func cmdStatus(ctx context.Context, env *Env, args []string) error {
 	for _, p := range st.Peers.Offline {
 		fmt.Fprintf(tw, "\toffline: %s %s\n", dash(p.Name), p.ID)
 	}
+	printReachability(tw, st.Reachability)
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -23,6 +23,42 @@ type ID struct {
 	ID    string   `json:"id"`
 	Name  string   `json:"name"`
 	Addrs []string `json:"addrs"`
+	// Reachability says how partners reach the node.
+	Reachability Reachability `json:"reachability"`
+}
+
+// Reachability says how partners reach a node.
+type Reachability struct {
+	// State is "public" (AutoNAT confirmed an address partners can dial
+	// from the internet), "relayed" (not confirmed public, and reachable
+	// through relays), "private" (its addresses were tried from outside
+	// and none answered, and no relay slot) or "unknown" (not tried yet,
+	// or no partner can test it).
+	State string `json:"state"`
+	// Public are the addresses AutoNAT confirmed.
+	Public []string `json:"public"`
+	// Relays are the relays the node uses, named by its config or by the
+	// invite codes it joined with.
+	Relays []RelayRef `json:"relays"`
+	// RelayAddrs are the node's addresses through the relays it holds a
+	// slot at.
+	RelayAddrs []string `json:"relayAddrs"`
+	// RelayService is whether this node relays for its partners.
+	RelayService bool `json:"relayService"`
+}
+
+// RelayRef is one relay a node uses.
+type RelayRef struct {
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+	// Source is "config" (relay.use) or "invite".
+	Source    string `json:"source"`
+	Connected bool   `json:"connected"`
+	// Reserved is whether the node holds a slot there, until Expires.
+	Reserved bool   `json:"reserved"`
+	Expires  string `json:"expires,omitempty"`
+	// Error is why the last attempt to get a slot failed.
+	Error string `json:"error,omitempty"`
 }
 
 // Peer is a connected peer: `sangsaeng peers`.
@@ -199,6 +235,7 @@ type Status struct {
 	UptimeSeconds int64         `json:"uptimeSeconds"`
 	Store         StoreStatus   `json:"store"`
 	Peers         PeersStatus   `json:"peers"`
+	Reachability  Reachability  `json:"reachability"`
 	Channels      []ChannelLag  `json:"channels"`
 	RecentErrors  []StatusError `json:"recentErrors"`
 }

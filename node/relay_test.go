@@ -1,0 +1,192 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// relayAddr is a's first TCP address with its peer ID, as relay.use takes it.
+func relayAddr(t *testing.T, n *Node) string {
+	t.Helper()
+	for _, a := range n.host.Addrs() {
+		if _, err := a.ValueForProtocol(ma.P_TCP); err == nil && !isCircuit(a) {
+			return a.String() + "/p2p/" + n.self.String()
+		}
+	}
+	t.Fatalf("%s has no TCP address", n.self)
+	return ""
+}
+
+// onlyRelayed reports whether every connection between a and b goes
+// through a relay, and that there is one.
+func onlyRelayed(a, b *Node) bool {
+	conns := a.host.Network().ConnsToPeer(b.self)
+	for _, c := range conns {
+		if !isCircuit(c.RemoteMultiaddr()) {
+			return false
+		}
+	}
+	return len(conns) > 0
+}
+
+// TestRelayedPartners: R runs a relay for its partners; A holds a slot at
+// R (relay.use), B learns R from A's invite code. A and B cannot reach each
+// other directly (their gaters refuse every direct address of the other,
+// as two NATs would), yet B joins A's channel with the invite and records
+// flow both ways through R. R refuses a slot to a peer that is not its
+// partner. Reachability reports the relay and the relayed addresses.
+func TestRelayedPartners(t *testing.T) {
+	r := startNodeWith(t, "R", slog.LevelDebug, func(c *Config) { c.Relay.Enabled = true })
+	a := startNodeWith(t, "A", slog.LevelDebug, func(c *Config) { c.Relay.Use = []string{relayAddr(t, r)} })
+	b := startNode(t, "B")
+	stranger := startNode(t, "C")
+	a.gater.noDirect.Store(b.self, true)
+	b.gater.noDirect.Store(a.self, true)
+
+	link(t, r, a, "r-a") // R's partners: A and B
+	link(t, r, b, "r-b")
+	waitFor(t, "A's slot at R", 20*time.Second, func() bool { return len(a.Reachability().RelayAddrs) > 0 })
+	reach := a.Reachability()
+	if reach.State != "relayed" || len(reach.Relays) != 1 || reach.Relays[0].ID != r.self.String() || !reach.Relays[0].Reserved || reach.Relays[0].Source != "config" {
+		t.Fatalf("A's reachability: %+v", reach)
+	}
+	if !r.Reachability().RelayService {
+		t.Fatalf("R does not report its relay service")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ch, err := a.CreateChannel(ctx, "a-b", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := a.Invite(ctx, ch, b.self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, inviter, err := decodeInvite(code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(relaysOf(inviter.Addrs)) != 1 {
+		t.Fatalf("the invite carries no relay address: %v", inviter.Addrs)
+	}
+	if _, err := b.Join(ctx, code); err != nil {
+		t.Fatalf("B joins through R: %v", err)
+	}
+	if !onlyRelayed(b, a) {
+		t.Fatalf("B's connections to A: %v", b.host.Network().ConnsToPeer(a.self))
+	}
+	// B keeps the relay its invite named, with a slot of its own.
+	waitFor(t, "B's slot at R", 20*time.Second, func() bool {
+		rr := b.Reachability()
+		return len(rr.Relays) == 1 && rr.Relays[0].Source == "invite" && rr.Relays[0].Reserved
+	})
+
+	for i, from := range []*Node{a, b} {
+		to := []*Node{b, a}[i]
+		s, err := from.Publish(ctx, ch, "note", map[string]any{"text": "through the relay"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the record through R", 20*time.Second, func() bool { return has(to, s.CID) })
+	}
+	if !onlyRelayed(a, b) {
+		t.Fatalf("A's connections to B: %v", a.host.Network().ConnsToPeer(b.self))
+	}
+
+	// A peer that shares no channel with R gets no slot there.
+	rinfo, _ := peer.AddrInfoFromString(relayAddr(t, r))
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	stranger.gater.extra.Store(r.self, true) // it would dial R; R must refuse it
+	if _, err := client.Reserve(rctx, stranger.host, *rinfo); err == nil {
+		t.Fatalf("R gave a slot to a peer that is not its partner")
+	}
+	t.Logf("R connected to the stranger: %v", r.host.Network().ConnsToPeer(stranger.self))
+	if (relayACL{r}).AllowReserve(stranger.self, nil) || (relayACL{r}).AllowConnect(stranger.self, nil, a.self) {
+		t.Fatalf("R's relay ACL admits a stranger")
+	}
+}
+
+// TestPartnerFoundByDHT: A and B share a channel, both with R. B restarts
+// on new ports, with no address of A in its book: A's addresses of B are
+// all stale, and they find each other again through the partners' DHT,
+// where R knows where both are. The address A was given for B stays in its
+// book, beside the ones B announces now.
+func TestPartnerFoundByDHT(t *testing.T) {
+	r := startNode(t, "R")
+	a := startNode(t, "A")
+	b := startNode(t, "B")
+	link(t, r, a, "r-a")
+	link(t, r, b, "r-b")
+	link(t, a, b, "a-b")
+	waitFor(t, "A to learn B's addresses", 10*time.Second, func() bool { return len(a.partners.all()[b.self].Learned) > 0 })
+	old := b.host.Addrs()
+	// An address A was given for B (by an invite, or its operator): stale
+	// after B moves, it stays in the book all the same.
+	given := []string{old[0].String()}
+	if err := a.rememberPartner(b.self, old[:1], "", false); err != nil {
+		t.Fatal(err)
+	}
+	home := b.cfg.Home
+	// B forgets A's addresses, so that only A can bring them together.
+	if err := b.partners.remove(a.self); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "A to see B gone", 10*time.Second, func() bool { return len(a.host.Network().ConnsToPeer(b.self)) == 0 })
+
+	cfg, err := LoadConfig(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MDNS = false
+	b2, err := New(cfg, WithLogger(slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("company", "B again")), WithoutNATPortMap())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b2.Close() })
+	if err := b2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, na := range b2.host.Addrs() {
+		for _, oa := range old {
+			if na.Equal(oa) {
+				t.Fatalf("B listens on an old address again: %s", na)
+			}
+		}
+	}
+	waitFor(t, "B back at R", 20*time.Second, func() bool { return len(r.host.Network().ConnsToPeer(b2.self)) > 0 })
+	start := time.Now()
+	waitFor(t, "A to find B through the DHT", 90*time.Second, func() bool { return len(a.host.Network().ConnsToPeer(b2.self)) > 0 })
+	// Which side looked the other up depends on timing: A's dial loop
+	// asks the DHT for B, or B's DHT, refreshing its table through R,
+	// meets A on the way and connects. Neither side's book held the
+	// other's way in: only the DHT brought them together.
+	t.Logf("A and B together again %s after B was back at R (A found B through the DHT: %v)",
+		time.Since(start).Round(time.Millisecond), counterValue(t, a.metrics.dhtFound) > 0)
+	waitFor(t, "A to learn B's new addresses", 10*time.Second, func() bool {
+		l := a.partners.all()[b.self].Learned
+		return len(l) > 0 && l[0] != old[0].String()
+	})
+	kept := a.partners.all()[b.self].Addrs
+	for _, g := range given {
+		found := false
+		for _, k := range kept {
+			found = found || k == g
+		}
+		if !found {
+			t.Fatalf("A's book lost the address it was given %s: %v", g, kept)
+		}
+	}
+}
+
