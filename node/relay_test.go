@@ -189,4 +189,3 @@ func TestPartnerFoundByDHT(t *testing.T) {
 		}
 	}
 }
-
