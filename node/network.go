@@ -276,6 +276,7 @@ func (k *relayKeeper) reserveAll() {
 	for _, ai := range due {
 		ctx, cancel := context.WithTimeout(k.n.ctx, 15*time.Second)
 		k.n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
+		k.n.clearBackoff(ai.ID) // the keeper paces its own attempts
 		rsvp, err := client.Reserve(ctx, k.n.host, ai)
 		cancel()
 		k.mu.Lock()

@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/record"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sangsaeng/sangsaeng/store"
@@ -237,6 +238,7 @@ func (n *Node) learnAddrs() {
 					continue
 				}
 				n.dropStaleConns(ev.Peer, ev.Conn, ev.SignedPeerRecord)
+				n.dropRelayedConns(ev.Peer, ev.Conn)
 				if len(ev.ListenAddrs) == 0 {
 					continue
 				}
@@ -337,6 +339,42 @@ const (
 	redialAfter = 3 * time.Second
 )
 
+// dropRelayedConns closes p's relayed connections once a direct one, c,
+// is identified (hole punching, or a partner that became reachable): the
+// relay is a partner's server and bandwidth, to use only while needed. Its
+// relay sets no limit that would close them (see relayService). Gossipsub
+// moves its stream to the direct connection; syncs are scheduled again
+// for those that were reading from the relayed one.
+func (n *Node) dropRelayedConns(p peer.ID, c network.Conn) {
+	if c == nil || isCircuit(c.RemoteMultiaddr()) || c.Stat().Limited || c.IsClosed() {
+		return
+	}
+	closed := 0
+	for _, old := range n.host.Network().ConnsToPeer(p) {
+		if old != c && isCircuit(old.RemoteMultiaddr()) {
+			n.log.Info("closing a relayed connection: a direct one is up", "peer", p, "via", old.RemoteMultiaddr())
+			_ = old.Close()
+			closed++
+		}
+	}
+	if closed > 0 {
+		for _, ch := range n.gov.shared(p) {
+			n.sync.schedule(p, ch)
+		}
+	}
+}
+
+// clearBackoff forgets the swarm's dial backoff for p: the node paces its
+// own dials (dialLoop, the relay keeper), and after an address change the
+// swarm's backoff (up to minutes) would refuse the first dials that can
+// succeed again.
+func (n *Node) clearBackoff(p peer.ID) {
+	type backoffer interface{ Backoff() *swarm.DialBackoff }
+	if s, ok := n.host.Network().(backoffer); ok {
+		s.Backoff().Clear(p)
+	}
+}
+
 // dialLoop keeps the node connected to its partners: the address book and
 // the members of its channels whose addresses it knows. A partner that
 // none of its known addresses reaches is looked up in the partners' DHT,
@@ -383,6 +421,10 @@ func (n *Node) dialLoop() {
 // dialPartner dials a partner at the addresses the node knows, then, where
 // none answers, at those the partners' DHT gives.
 func (n *Node) dialPartner(ai peer.AddrInfo) {
+	n.clearBackoff(ai.ID)
+	for _, r := range relaysOf(ai.Addrs) {
+		n.clearBackoff(r.ID) // dialling a circuit address dials its relay
+	}
 	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 	err := n.host.Connect(ctx, ai)
 	cancel()

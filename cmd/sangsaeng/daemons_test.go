@@ -44,6 +44,18 @@ type daemon struct {
 	cmd  *exec.Cmd
 	log  *bytes.Buffer
 	id   string
+	// netns, when set, is the network namespace the daemon and the
+	// commands against it run in (internet_test.go).
+	netns string
+}
+
+// command returns the command that runs the binary with args, in the
+// daemon's network namespace when it has one.
+func (d *daemon) command(args ...string) *exec.Cmd {
+	if d.netns != "" {
+		return exec.Command("ip", append([]string{"netns", "exec", d.netns, d.bin}, args...)...)
+	}
+	return exec.Command(d.bin, args...)
 }
 
 // startDaemon inits a home on loopback with random ports and starts the daemon.
@@ -55,7 +67,7 @@ func startDaemon(t *testing.T, bin, name string) *daemon {
 func (d *daemon) start() {
 	d.t.Helper()
 	d.log = &bytes.Buffer{}
-	d.cmd = exec.Command(d.bin, "daemon", "--home", d.home, "--log-level", "debug")
+	d.cmd = d.command("daemon", "--home", d.home, "--log-level", "debug")
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
@@ -96,7 +108,7 @@ func (d *daemon) stop() {
 // run runs a CLI command against the daemon's home.
 func (d *daemon) run(args ...string) (stdout, stderr string, err error) {
 	var o, e bytes.Buffer
-	c := exec.Command(d.bin, append(args, "--home", d.home)...)
+	c := d.command(append(args, "--home", d.home)...)
 	c.Stdout, c.Stderr = &o, &e
 	err = c.Run()
 	return o.String(), e.String(), err
