@@ -62,6 +62,7 @@ type Node struct {
 	relay    *relayv2.Relay // when relay.enabled
 	// redial wakes dialLoop when a partner's connections close.
 	redial   chan struct{}
+	sessions sessions // the dashboard's (session.go)
 	scoresMu sync.Mutex
 	scores   map[peer.ID]float64
 	health   health

@@ -3,7 +3,7 @@ package node
 import (
 	"context"
 	"crypto/subtle"
-	_ "embed"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +23,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	qrcode "github.com/skip2/go-qrcode"
 
 	"github.com/sangsaeng/sangsaeng/interchange"
 	"github.com/sangsaeng/sangsaeng/node/api"
@@ -51,10 +52,28 @@ func (n *Node) Handler() http.Handler {
 	if err != nil || token == "" {
 		n.log.Error("no API token; every API call will be refused", "file", tokFile, "err", err)
 	}
+	bearer := func(r *http.Request) (given, ok bool) {
+		got, given := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		return given, given && token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
+	}
+	unauthorized := api.Errorf(api.CodeUnauthorized, http.StatusUnauthorized,
+		"missing or wrong API token (it is in %s), and no dashboard session (open the link `sangsaeng dashboard` prints)", tokFile)
+	// authorized admits the bearer token, or a dashboard session within
+	// its rules (session.go).
 	authorized := func(w http.ResponseWriter, r *http.Request) bool {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if token == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-			writeError(w, api.Errorf(api.CodeUnauthorized, http.StatusUnauthorized, "missing or wrong API token (it is in %s)", tokFile))
+		if given, ok := bearer(r); ok {
+			return true
+		} else if given {
+			writeError(w, unauthorized)
+			return false
+		}
+		v := n.sessions.of(r)
+		if v == nil {
+			writeError(w, unauthorized)
+			return false
+		}
+		if e := sessionAllows(v, r); e != nil {
+			writeError(w, e)
 			return false
 		}
 		return true
@@ -128,6 +147,42 @@ func (n *Node) Handler() http.Handler {
 	h("GET /v1/kinds", func(http.ResponseWriter, *http.Request) (any, error) { return protocol.Kinds(), nil })
 	h("GET /v1/kinds/{kind}", n.apiSchema)
 	h("GET /v1/events", n.apiEvents)
+	h("GET /v1/records/{cid}/backlinks", n.apiBacklinks)
+	h("GET /v1/qr", apiQR)
+	// The dashboard's sign-in: a one-time code for the token's holder, the
+	// session's CSRF token for its page, and signing out.
+	mux.HandleFunc("POST /v1/dashboard/code", func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := bearer(r); !ok {
+			writeError(w, api.Errorf(api.CodeUnauthorized, http.StatusUnauthorized, "a sign-in code needs the API token (it is in %s)", tokFile))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(api.LoginCode{Code: n.sessions.newCode(), ExpiresIn: int(loginCodeTTL.Seconds())})
+	})
+	mux.HandleFunc("GET /v1/session", func(w http.ResponseWriter, r *http.Request) {
+		v := n.sessions.of(r)
+		if v == nil {
+			writeError(w, unauthorized)
+			return
+		}
+		if e := sessionAllows(v, r); e != nil {
+			writeError(w, e)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(api.Session{CSRF: v.csrf})
+	})
+	mux.HandleFunc("POST /v1/session/logout", func(w http.ResponseWriter, r *http.Request) {
+		if v := n.sessions.of(r); v == nil || sessionAllows(v, r) != nil {
+			writeError(w, unauthorized)
+			return
+		}
+		n.sessions.end(r)
+		http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /login", n.login)
 	metricsHandler := promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		// The labels name partners and channels.
@@ -135,13 +190,27 @@ func (n *Node) Handler() http.Handler {
 			metricsHandler.ServeHTTP(w, r)
 		}
 	})
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		// The page holds no data; it calls the API with the token the
-		// operator gives it.
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
-		_, _ = w.Write(dashboardHTML)
-	})
+	// The dashboard's files hold no data; the page calls the API with its
+	// session. No inline script or style: the policy allows only these.
+	for path, f := range map[string]struct{ name, ctype string }{
+		"GET /{$}":               {"dashboard.html", "text/html; charset=utf-8"},
+		"GET /dashboard.js":      {"dashboard.js", "text/javascript; charset=utf-8"},
+		"GET /dashboard.css":     {"dashboard.css", "text/css; charset=utf-8"},
+		"GET /dashboard-i18n.js": {"dashboard-i18n.js", "text/javascript; charset=utf-8"},
+	} {
+		body, err := dashboardFiles.ReadFile(f.name)
+		if err != nil {
+			panic(err) // embedded at build time
+		}
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", f.ctype)
+			w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+			w.Header().Set("X-Frame-Options", "DENY")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.Header().Set("Cache-Control", "no-cache")
+			_, _ = w.Write(body)
+		})
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, api.Errorf(api.CodeNotFound, http.StatusNotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -185,10 +254,10 @@ func allowedHost(host, apiAddr string) bool {
 	return err == nil && ip.Zone() == "" && ip.Unmap().IsLoopback()
 }
 
-// dashboardHTML is the operator's dashboard, served at /.
+// dashboardFiles are the operator's dashboard, served at /.
 //
-//go:embed dashboard.html
-var dashboardHTML []byte
+//go:embed dashboard.html dashboard.js dashboard.css dashboard-i18n.js
+var dashboardFiles embed.FS
 
 // rawBody is a non-JSON answer.
 type rawBody struct {
@@ -984,4 +1053,43 @@ func (n *Node) apiEvents(w http.ResponseWriter, r *http.Request) (any, error) {
 		case <-wake:
 		}
 	}
+}
+
+// apiBacklinks lists the records the node holds that link to a record.
+func (n *Node) apiBacklinks(_ http.ResponseWriter, r *http.Request) (any, error) {
+	c, err := parseCID(r.PathValue("cid"))
+	if err != nil {
+		return nil, err
+	}
+	bl, err := n.store.Backlinks(c)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Backlink, 0, len(bl))
+	for _, b := range bl {
+		e := api.Backlink{CID: b.From.String(), Rel: b.Rel}
+		if s, err := n.store.Get(b.From); err == nil && s != nil {
+			e.Kind, e.Author = s.Record.Kind, s.Record.Author.String()
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// maxQRText bounds the text of a QR code (an invite code is some hundreds
+// of bytes).
+const maxQRText = 2048
+
+// apiQR draws text (an invite code) as a QR code, in PNG, for the
+// dashboard.
+func apiQR(_ http.ResponseWriter, r *http.Request) (any, error) {
+	text := r.URL.Query().Get("text")
+	if text == "" || len(text) > maxQRText {
+		return nil, badf("text: give 1 to %d bytes to draw as a QR code", maxQRText)
+	}
+	png, err := qrcode.Encode(text, qrcode.Medium, 320)
+	if err != nil {
+		return nil, badf("text cannot be drawn as a QR code: %v", err)
+	}
+	return rawBody{ctype: "image/png", b: png}, nil
 }

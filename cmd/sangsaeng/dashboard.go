@@ -4,15 +4,16 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
-
-	"github.com/sangsaeng/sangsaeng/node/api"
+	"os/exec"
+	"time"
 )
 
 func cmdDashboard(ctx context.Context, env *Env, args []string) error {
-	f := env.flags("dashboard", "Print the address of the daemon's web dashboard, with the API token in the\n"+
-		"link's fragment (which browsers do not send to servers). Open it in a browser on this machine.")
+	f := env.flags("dashboard", "Print a link that signs a browser on this machine in to the daemon's web\n"+
+		"dashboard, and open it where a desktop browser is there. The link holds a\n"+
+		"one-time code, good for 2 minutes and for one browser; run the command again\n"+
+		"for another. 웹 대시보드 로그인 링크를 출력합니다 (2분 동안, 한 번만 유효).")
+	noOpen := f.Bool("no-open", false, "print the link only; do not start a browser")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -24,17 +25,35 @@ func cmdDashboard(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.ID(ctx); err != nil {
-		return err
-	}
-	tok, err := os.ReadFile(filepath.Join(env.home(), api.TokenFile))
+	code, err := c.LoginCode(ctx)
 	if err != nil {
 		return err
 	}
-	url := c.Addr() + "/#token=" + strings.TrimSpace(string(tok))
+	url := c.Addr() + "/login?code=" + code.Code
+	expires := time.Now().Add(time.Duration(code.ExpiresIn) * time.Second)
 	if env.JSON {
-		return env.printJSON(map[string]string{"url": url})
+		return env.printJSON(map[string]string{"url": url, "expires": expires.UTC().Format(time.RFC3339)})
 	}
-	_, err = fmt.Fprintln(env.Stdout, url)
-	return err
+	fmt.Fprintln(env.Stdout, url)
+	fmt.Fprintf(env.Stderr, "sign-in link for one browser, good until %s (로그인 링크: 한 번, %s까지 유효)\n",
+		expires.Format("15:04:05"), expires.Format("15:04:05"))
+	if !*noOpen {
+		openBrowser(url)
+	}
+	return nil
+}
+
+// openBrowser starts the desktop's browser on url where there is one; on a
+// server without a desktop it does nothing, and the printed link is the
+// way in.
+func openBrowser(url string) {
+	if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
+		return
+	}
+	if p, err := exec.LookPath("xdg-open"); err == nil {
+		cmd := exec.Command(p, url)
+		if cmd.Start() == nil {
+			go cmd.Wait() //nolint:errcheck // the browser outlives nothing we wait for
+		}
+	}
 }

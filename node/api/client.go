@@ -202,6 +202,16 @@ func (c *Client) CreateChannel(ctx context.Context, req CreateChannel) (*Channel
 	return &v, c.do(ctx, http.MethodPost, "/v1/channels", req, &v)
 }
 
+// LoginCode asks the daemon for a one-time code that signs a browser in
+// to the dashboard (needs the API token).
+func (c *Client) LoginCode(ctx context.Context) (*LoginCode, error) {
+	var v LoginCode
+	if err := c.do(ctx, "POST", "/v1/dashboard/code", nil, &v); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
 // Invite adds a peer to a channel and returns an invite code for it.
 func (c *Client) Invite(ctx context.Context, channel, peer string) (*Invite, error) {
 	var v Invite

@@ -31,6 +31,7 @@ const (
 	CodeNotAdmin      = "not_admin"
 	CodeAmbiguous     = "ambiguous"
 	CodeUnauthorized  = "unauthorized"
+	CodeForbidden     = "forbidden"
 	CodeBadHost       = "bad_host"
 	CodeUnavailable   = "unavailable"
 	CodeStaleEventID  = "stale_event_id"

@@ -495,3 +495,25 @@ type PCFShare struct {
 	Signer    string `json:"signer"`
 	Disclosed bool   `json:"disclosed,omitempty"` // known from a disclosure, its signature checked
 }
+
+// LoginCode is a one-time code that signs a browser in to the dashboard:
+// `sangsaeng dashboard` prints http://API/login?code=CODE.
+type LoginCode struct {
+	Code      string `json:"code"`
+	ExpiresIn int    `json:"expiresIn"` // seconds
+}
+
+// Session is what the dashboard's page learns of its session.
+type Session struct {
+	// CSRF goes in the X-CSRF-Token header of every request that changes
+	// state.
+	CSRF string `json:"csrf"`
+}
+
+// Backlink is a record that links to another.
+type Backlink struct {
+	CID    string `json:"cid"`
+	Rel    string `json:"rel"`
+	Kind   string `json:"kind,omitempty"`
+	Author string `json:"author,omitempty"`
+}

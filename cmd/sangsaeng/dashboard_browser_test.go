@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"github.com/sangsaeng/sangsaeng/node/api"
+)
+
+// TestDashboardBrowser drives the dashboard of a real daemon in Debian's
+// chromium, headless: sign in with the one-time link `sangsaeng dashboard`
+// prints, watch a record a partner publishes appear live, switch to
+// English, import a CSV with one bad row and see the error, and check that
+// a request without the session, or with the session from a foreign
+// Origin, is refused. It writes a screenshot of each view, in Korean and
+// English, to $SANGSAENG_SCREENSHOTS (default: a folder under the temp
+// dir, which it names).
+func TestDashboardBrowser(t *testing.T) {
+	bin := buildBinary(t) // skips with -short
+	chrome := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			chrome = p
+			break
+		}
+	}
+	if chrome == "" {
+		skipOrFail(t, "no chromium: install Debian's chromium (and fonts-noto-cjk for Korean text); .ci/run does")
+	}
+	shots := os.Getenv("SANGSAENG_SCREENSHOTS")
+	if shots == "" {
+		shots = filepath.Join(os.TempDir(), "sangsaeng-dashboard-screenshots")
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	a, b := startDaemon(t, bin, "한빛모터스"), startDaemon(t, bin, "대성정밀")
+	var ch api.Channel
+	a.mustJSON(&ch, "channel", "create", "한빛-대성")
+	var inv api.Invite
+	a.mustJSON(&inv, "channel", "invite", "한빛-대성", b.id)
+	b.mustRun("channel", "join", inv.Code)
+	var order api.Published
+	a.mustJSON(&order, "publish", "한빛-대성", "order", tempFile(t, "po.json", orderJSON))
+	b.waitRecord(order.CID)
+	// A third company, not started: only its peer ID, to invite.
+	c := &daemon{t: t, bin: bin, home: t.TempDir(), name: "C"}
+	out := c.mustRun("init", "--name", "C", "--api", "127.0.0.1:0")
+	var cid string
+	if _, err := fmt.Sscanf(out, "peer ID %s", &cid); err != nil {
+		t.Fatalf("init printed %q: %v", out, err)
+	}
+
+	var link struct{ URL string }
+	a.mustJSON(&link, "dashboard", "--no-open")
+	if !strings.Contains(link.URL, "/login?code=") {
+		t.Fatalf("dashboard link: %q", link.URL)
+	}
+	base := link.URL[:strings.Index(link.URL, "/login")]
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.WindowSize(1366, 768), chromedp.Flag("lang", "ko-KR"))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+
+	// Start the browser on ctx itself: the steps' own deadlines below
+	// must not be the browser's.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting %s: %v", chrome, err)
+	}
+	shot := func(name string) {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.Sleep(300*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
+			body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+			t.Fatalf("%s: %v\npage:\n%s\n%s", what, err, body, a.log)
+		}
+	}
+	textOf := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("read %s: %v", sel, err)
+		}
+		return s
+	}
+	visible := func(sel string) chromedp.Action[chromedp.Void] { return chromedp.WaitVisible(chromedp.CSS(sel)) }
+	click := func(sel string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(sel)) }
+	upload := func(sel, file string) chromedp.Action[chromedp.Void] {
+		return chromedp.SetUploadFiles(chromedp.CSS(sel), []string{file})
+	}
+
+	// Sign in: the link sets the session and lands on the overview.
+	run("sign in", chromedp.Navigate(link.URL), visible("#channels"))
+	if got := textOf("#view"); !strings.Contains(got, "한빛모터스") || !strings.Contains(got, "한빛-대성") || !strings.Contains(got, "동기화") {
+		t.Fatalf("overview in Korean lacks the node or its channel:\n%s", got)
+	}
+	shot("overview-ko")
+
+	// The link works once.
+	run("reuse the link", chromedp.Navigate(link.URL))
+	again := textOf("body")
+	if !strings.Contains(again, "already") && !strings.Contains(again, "이미") {
+		t.Fatalf("a used sign-in link still works:\n%s", again)
+	}
+
+	// A channel; a record the partner publishes appears live.
+	run("channel view", chromedp.Navigate(base+"/#/channel/"+ch.ID), visible("#stream"),
+		visible("#stream-state.ok"))
+	var live api.Published
+	b.mustJSON(&live, "publish", "한빛-대성", "note", tempFile(t, "live.json", `{"text": "대성정밀: 11월 27일 출하 준비 완료"}`))
+	run("the partner's record, live", visible(fmt.Sprintf(`#stream tr[data-cid="%s"]`, live.CID)))
+	if got := textOf("#stream"); !strings.Contains(got, "출하 준비 완료") {
+		t.Fatalf("the live row lacks the record's text:\n%s", got)
+	}
+	// Invite a partner: the code as text and as a QR code.
+	run("invite", chromedp.SendKeys(chromedp.CSS("#invite-peer"), cid), click("#invite-do"),
+		visible("#invite-code"), visible("img.qr"))
+	code, err := chromedp.Run(ctx, chromedp.Value(chromedp.CSS("#invite-code")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(code, "ssinv1.") {
+		t.Fatalf("invite code shown: %q", code)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector("img.qr").complete && document.querySelector("img.qr").naturalWidth > 0`, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		t.Fatalf("the invite's QR code did not load: %v", err)
+	}
+	shot("channel-ko")
+
+	// English, remembered.
+	run("switch to English", click("#lang"), visible("#stream"))
+	if got := textOf("nav"); !strings.Contains(got, "Overview") || !strings.Contains(got, "Import") {
+		t.Fatalf("the menu is not in English: %q", got)
+	}
+	shot("channel-en")
+	run("reload", chromedp.Navigate(base+"/#/"), visible("#channels"))
+	if got := textOf("#view"); !strings.Contains(got, "This node") || !strings.Contains(got, "in sync") {
+		t.Fatalf("after a reload the overview is not in English:\n%s", got)
+	}
+	shot("overview-en")
+
+	// A record: fields, its check, links; then orders.
+	run("record view", chromedp.Navigate(base+"/#/record/"+order.CID), visible("#check .ok"))
+	if got := textOf("#view"); !strings.Contains(got, "PO-HB-2611-001") || !strings.Contains(got, "signature, CID, schema") {
+		t.Fatalf("record view:\n%s", got)
+	}
+	shot("record-en")
+	run("orders", chromedp.Navigate(base+"/#/orders"), visible("#orders"))
+	if got := textOf("#orders"); !strings.Contains(got, "PO-HB-2611-001") || !strings.Contains(got, "2,400") {
+		t.Fatalf("orders view:\n%s", got)
+	}
+	shot("orders-en")
+
+	// Import a CSV with one bad row: the row's error, nothing published.
+	csv := tempFile(t, "발주.csv", "발주번호,발주일자,공급사사업자번호,공급사,항번,고객품번,품명,수량,단위,납기일자\n"+
+		"PO-7,2026.11.20,312-86-00455,대성정밀,1,00123,브래킷,\"1,200\",EA,20261127\n"+
+		"PO-7,2026.11.20,312-86-00455,대성정밀,2,00124,볼트,12OO,EA,20261127\n")
+	run("switch to Korean", click("#lang"))
+	run("import", chromedp.Navigate(base+"/#/import"), visible("#imp-file"),
+		upload("#imp-file", csv),
+		click("#imp-check"), visible("#imp-errors"))
+	if got := textOf("#imp-out"); !strings.Contains(got, `column 수량: "12OO" is not a number`) || !strings.Contains(got, "아무것도 게시하지 않습니다") {
+		t.Fatalf("import view does not show the bad row:\n%s", got)
+	}
+	shot("import-ko")
+	run("English import", click("#lang"), visible("#imp-file"),
+		upload("#imp-file", csv),
+		click("#imp-check"), visible("#imp-errors"))
+	shot("import-en")
+	run("Korean again", click("#lang"))
+	run("record in Korean", chromedp.Navigate(base+"/#/record/"+order.CID), visible("#check .ok"))
+	shot("record-ko")
+	run("orders in Korean", chromedp.Navigate(base+"/#/orders"), visible("#orders"))
+	shot("orders-ko")
+	run("phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(base+"/#/"), visible("#channels"))
+	shot("overview-ko-phone")
+
+	// Refusals. From the page: a request without the session.
+	status, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch("/v1/status", {credentials: "omit"}).then(r => r.status)`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != http.StatusUnauthorized {
+		t.Fatalf("GET /v1/status without the session: %d, want 401", status)
+	}
+	// With the browser's own session cookie, from outside the page.
+	jar, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{base}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var session *network.Cookie
+	for _, ck := range jar.Cookies {
+		if ck.Name == "sangsaeng_session" {
+			session = ck
+		}
+	}
+	if session == nil || !session.HTTPOnly || session.SameSite != network.CookieSameSiteStrict {
+		t.Fatalf("session cookie: %+v", session)
+	}
+	var csrfToken string
+	call := func(method, path string, hdr map[string]string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(`{"peer": "`+cid+`"}`))
+		req.Header.Set("Cookie", "sangsaeng_session="+session.Value)
+		req.Header.Set("Content-Type", "application/json")
+		for k, v := range hdr {
+			if k == "Host" {
+				req.Host = v
+				continue
+			}
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if method == http.MethodGet && path == "/v1/session" && resp.StatusCode == http.StatusOK {
+			var s api.Session
+			_ = json.NewDecoder(resp.Body).Decode(&s)
+			csrfToken = s.CSRF
+		}
+		return resp.StatusCode
+	}
+	if got := call(http.MethodGet, "/v1/session", nil); got != http.StatusOK || csrfToken == "" {
+		t.Fatalf("GET /v1/session with the cookie: %d", got)
+	}
+	invitePath := "/v1/channels/" + ch.ID + "/invite"
+	for _, tc := range []struct {
+		what string
+		hdr  map[string]string
+	}{
+		{"a foreign Origin", map[string]string{"Origin": "http://evil.example", "X-CSRF-Token": csrfToken}},
+		{"no CSRF token", map[string]string{"Origin": base}},
+		{"a wrong CSRF token", map[string]string{"Origin": base, "X-CSRF-Token": "0123"}},
+		{"another site's page", map[string]string{"Sec-Fetch-Site": "cross-site", "X-CSRF-Token": csrfToken}},
+	} {
+		if got := call(http.MethodPost, invitePath, tc.hdr); got != http.StatusForbidden {
+			t.Errorf("POST invite with the session and %s: %d, want 403", tc.what, got)
+		}
+	}
+	if got := call(http.MethodGet, "/v1/status", map[string]string{"Origin": "http://evil.example"}); got != http.StatusForbidden {
+		t.Errorf("GET /v1/status with the session from a foreign Origin: %d, want 403", got)
+	}
+	if got := call(http.MethodGet, "/v1/status", map[string]string{"Host": "evil.example"}); got == http.StatusOK {
+		t.Errorf("GET /v1/status under a foreign Host: %d", got)
+	}
+	if got := call(http.MethodPost, invitePath, map[string]string{"Origin": base, "X-CSRF-Token": csrfToken}); got != http.StatusOK {
+		t.Errorf("POST invite with the session, its own Origin and the CSRF token: %d, want 200", got)
+	}
+	t.Logf("screenshots of every view, in Korean and English, in %s", shots)
+}
