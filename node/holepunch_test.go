@@ -220,7 +220,10 @@ func startSimNode(t *testing.T, name, listen string, mod func(*Config), hopts ..
 		mod(cfg)
 	}
 	log := slog.New(slog.NewTextHandler(&logLines{t: t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("company", name)
-	n, err := New(cfg, WithLogger(log), WithoutNATPortMap(), WithHostOptions(hopts...))
+	// No AutoNAT v2: its dial-backs go from a host of libp2p's own, on real
+	// sockets, not the simulation's, and would send packets to the
+	// simulated public addresses.
+	n, err := New(cfg, WithLogger(log), WithoutNATPortMap(), withoutAutoNATv2(), WithHostOptions(hopts...))
 	if err != nil {
 		t.Fatal(err)
 	}

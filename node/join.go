@@ -133,19 +133,22 @@ func (n *Node) Join(ctx context.Context, code string) (cid.Cid, error) {
 	admitted := false
 	release := n.admitForJoin(inviter.ID)
 	defer func() { release(admitted) }()
-	// The relays the invite's addresses go through are admitted for the
-	// join too, and kept, with a slot reserved at them, once it succeeds.
-	relays := relaysOf(inviter.Addrs)
+	// The relays the invite's addresses go through: a relay serves only
+	// its partners, so this node reaches the inviter through one only if
+	// it shares a channel with it already (the gater admits it then); it
+	// keeps them, and a slot at them, once the join succeeds.
+	relays := slices.DeleteFunc(relaysOf(inviter.Addrs), func(r peer.AddrInfo) bool { return r.ID == n.self || r.ID == inviter.ID })
 	for _, r := range relays {
-		if r.ID == n.self || r.ID == inviter.ID {
-			continue
-		}
-		rel := n.admitForJoin(r.ID)
-		defer func() { rel(admitted) }()
 		n.host.Peerstore().AddAddrs(r.ID, r.Addrs, peerstore.TempAddrTTL)
 	}
 	n.host.Peerstore().AddAddrs(inviter.ID, inviter.Addrs, peerstore.TempAddrTTL)
 	if err := n.host.Connect(ctx, inviter); err != nil {
+		for _, r := range relays {
+			if !n.gov.isPartner(r.ID) && !n.partners.manual(r.ID) {
+				return cid.Undef, fmt.Errorf("join: cannot reach the inviter %s, which is behind NAT and reachable through relay %s only; "+
+					"a relay serves only its partners, and it shares no channel with this node: ask the relay's company to invite you to a channel first, then join again (%w)", inviter.ID, r.ID, err)
+			}
+		}
 		return cid.Undef, fmt.Errorf("join: cannot reach the inviter %s: %w", inviter.ID, err)
 	}
 	envs, err := n.fetchGovernance(ctx, inviter.ID, ch)
@@ -168,7 +171,7 @@ func (n *Node) Join(ctx context.Context, code string) (cid.Cid, error) {
 		return cid.Undef, fmt.Errorf("join: %w", err)
 	}
 	n.host.Peerstore().AddAddrs(inviter.ID, inviter.Addrs, peerstore.PermanentAddrTTL)
-	if err := n.relays.learn(slices.DeleteFunc(relays, func(r peer.AddrInfo) bool { return r.ID == n.self || r.ID == inviter.ID })); err != nil {
+	if err := n.relays.learn(relays); err != nil {
 		return cid.Undef, fmt.Errorf("join: %w", err)
 	}
 	admitted = true

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
@@ -49,6 +50,9 @@ func (n *Node) relayService() []relayv2.Option {
 	res.Limit = nil
 	res.MaxReservations = n.cfg.Relay.MaxReservations
 	res.MaxCircuits = n.cfg.Relay.MaxCircuits
+	// Partners behind one carrier NAT share an IP address: only
+	// partners may reserve at all, so the per-IP limit is the total.
+	res.MaxReservationsPerIP = n.cfg.Relay.MaxReservations
 	return []relayv2.Option{
 		relayv2.WithResources(res),
 		relayv2.WithACL(relayACL{n}),
@@ -163,7 +167,7 @@ func (k *relayKeeper) add(ai peer.AddrInfo, source string) bool {
 	return !ok
 }
 
-// has reports whether p is a relay the node uses: the gater admits it.
+// has reports whether p is a relay the node uses.
 func (k *relayKeeper) has(p peer.ID) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -171,10 +175,26 @@ func (k *relayKeeper) has(p peer.ID) bool {
 	return ok
 }
 
+// configured reports whether p is a relay of relay.use: the gater admits
+// it whatever it shares. A relay named by an invite code is admitted only
+// while it is a partner: an invite is not signed, and whoever passed it on
+// could have added a peer of their own.
+func (k *relayKeeper) configured(p peer.ID) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st, ok := k.relays[p]
+	return ok && st.source == "config"
+}
+
 // learn keeps the relays an invite code names, in the store, and has the
 // keeper reserve a slot at them.
 func (k *relayKeeper) learn(relays []peer.AddrInfo) error {
 	for _, ai := range relays {
+		if !k.n.gov.isPartner(ai.ID) && !k.n.partners.manual(ai.ID) {
+			// A relay serves only its partners: this one would refuse.
+			k.n.log.Warn("the invite names a relay that shares no channel with this node; not using it", "relay", ai.ID)
+			continue
+		}
 		k.add(ai, "invite")
 		k.mu.Lock()
 		st := k.relays[ai.ID]
@@ -216,7 +236,7 @@ const renewBefore = 5 * time.Minute
 // run keeps the reservations until the node closes.
 func (k *relayKeeper) run() {
 	defer k.n.wg.Done()
-	sub, err := k.n.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
+	sub, err := k.n.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged), eventbus.BufSize(256))
 	if err != nil {
 		k.n.log.Warn("relays: cannot follow connections; slots are checked every 15 s only", "err", err)
 	} else {
@@ -230,23 +250,33 @@ func (k *relayKeeper) run() {
 	defer tick.Stop()
 	for {
 		k.reserveAll()
-		select {
-		case <-k.n.ctx.Done():
-			return
-		case <-tick.C:
-		case <-k.wake:
-		case e := <-events:
-			ev, _ := e.(event.EvtPeerConnectednessChanged)
-			if ev.Connectedness != network.Connected && k.has(ev.Peer) {
+	wait:
+		for {
+			select {
+			case <-k.n.ctx.Done():
+				return
+			case <-tick.C:
+				break wait
+			case <-k.wake:
+				break wait
+			case e := <-events:
+				ev, _ := e.(event.EvtPeerConnectednessChanged)
+				if ev.Connectedness == network.Connected || !k.has(ev.Peer) {
+					continue // another peer's: keep waiting
+				}
 				k.mu.Lock()
 				if st := k.relays[ev.Peer]; st != nil {
 					st.expires = time.Time{} // the relay drops a slot with its connection
 				}
 				k.mu.Unlock()
 				k.n.log.Info("relay: lost the connection to a relay; reserving again", "relay", ev.Peer)
-				time.Sleep(time.Second) // let the network settle (an address change)
-			} else {
-				continue
+				// Let the network settle (an address change) before trying.
+				select {
+				case <-k.n.ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+				break wait
 			}
 		}
 	}
@@ -272,7 +302,6 @@ func (k *relayKeeper) reserveAll() {
 		due = append(due, peer.AddrInfo{ID: id, Addrs: slices.Clone(st.info.Addrs)})
 	}
 	k.mu.Unlock()
-	changed := false
 	for _, ai := range due {
 		ctx, cancel := context.WithTimeout(k.n.ctx, 15*time.Second)
 		k.n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
@@ -296,10 +325,6 @@ func (k *relayKeeper) reserveAll() {
 		k.mu.Unlock()
 		k.n.host.ConnManager().Protect(ai.ID, "sangsaeng-relay")
 		k.n.log.Info("relay: holding a slot", "relay", ai.ID, "until", rsvp.Expiration.Format(time.RFC3339))
-		changed = true
-	}
-	if changed {
-		k.n.addrsChanged()
 	}
 }
 
@@ -352,21 +377,13 @@ func (k *relayKeeper) circuitAddrs() []ma.Multiaddr {
 }
 
 // addrsFactory adds the circuit addresses to the host's own: identify tells
-// them to partners, and invites carry them.
+// them to partners (the host looks at its addresses every 5 s), and
+// invites carry them (Invite adds them at once).
 func (n *Node) addrsFactory(addrs []ma.Multiaddr) []ma.Multiaddr {
 	if n.relays == nil {
 		return addrs
 	}
 	return append(addrs, n.relays.circuitAddrs()...)
-}
-
-// addrsChanged has identify tell partners the node's addresses now, without
-// waiting for the host's next look at them (every 5 s).
-func (n *Node) addrsChanged() {
-	type pusher interface{ SignalAddressChange() }
-	if h, ok := n.host.(pusher); ok {
-		h.SignalAddressChange()
-	}
 }
 
 // isCircuit reports whether a is a relayed address.

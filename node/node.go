@@ -61,11 +61,12 @@ type Node struct {
 	dht      *dht.IpfsDHT
 	relay    *relayv2.Relay // when relay.enabled
 	// redial wakes dialLoop when a partner's connections close.
-	redial   chan struct{}
-	sessions sessions // the dashboard's (session.go)
-	scoresMu sync.Mutex
-	scores   map[peer.ID]float64
-	health   health
+	redial    chan struct{}
+	sessions  sessions  // the dashboard's (session.go)
+	dialBacks dialBacks // windows for AutoNAT's dial-back (dialback.go)
+	scoresMu  sync.Mutex
+	scores    map[peer.ID]float64
+	health    health
 	// putFault, when set (by tests only), fails the writes of put.
 	putFault atomic.Pointer[func() error]
 
@@ -124,6 +125,7 @@ type options struct {
 	natMap   bool
 	storeFn  func(*store.Options)
 	hostOpts []libp2p.Option
+	noNATv2  bool
 }
 
 // WithLogger sets the node's logger (default: discard).
@@ -138,6 +140,10 @@ func WithoutNATPortMap() Option { return func(o *options) { o.natMap = false } }
 func WithHostOptions(opts ...libp2p.Option) Option {
 	return func(o *options) { o.hostOpts = append(o.hostOpts, opts...) }
 }
+
+// withoutAutoNATv2 turns AutoNAT v2 off (tests on a simulated network: its
+// dial-back host uses real sockets).
+func withoutAutoNATv2() Option { return func(o *options) { o.noNATv2 = true } }
 
 // WithStoreOptions adjusts the store's options before it opens.
 func WithStoreOptions(fn func(*store.Options)) Option { return func(o *options) { o.storeFn = fn } }
@@ -167,7 +173,7 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 		topics: map[cid.Cid]*channelTopic{}, events: newHub(), metrics: newMetrics(),
 		pubQueue: make(chan *pubReq, 4*maxPubBatch), gossipQueue: make(chan gossipItem, 64),
 		putQueue: make(chan *putReq, 4*maxPutBatch), writerDone: make(chan struct{}),
-		checkQueue: make(chan *checkJob, 64), redial: make(chan struct{}, 1),
+		checkQueue: make(chan *checkJob, 64),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 
@@ -210,10 +216,11 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 	if n.relays, err = newRelayKeeper(n); err != nil {
 		return nil, err
 	}
-	rm, err := resourceManager()
+	limits, err := resourceManager()
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
+	rm := gatedStreams{limits, n}
 	hopts := []libp2p.Option{
 		libp2p.ResourceManager(rm),
 		libp2p.Identity(key),
@@ -224,9 +231,11 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionGater(n.gater),
 		libp2p.EnableHolePunching(),
-		libp2p.EnableAutoNATv2(),
 		libp2p.AddrsFactory(n.addrsFactory),
 		libp2p.UserAgent("sangsaeng/" + Version),
+	}
+	if !o.noNATv2 {
+		hopts = append(hopts, libp2p.EnableAutoNATv2())
 	}
 	hopts = append(hopts, o.hostOpts...)
 	if o.natMap {

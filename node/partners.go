@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/record"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -187,7 +188,16 @@ func (n *Node) RemovePartner(p peer.ID) error {
 // closeIfStranger disconnects p when the gater would no longer admit it.
 func (n *Node) closeIfStranger(p peer.ID) {
 	if !n.gater.allowed(p) {
+		n.forgetInDHT(p)
 		_ = n.host.Network().ClosePeer(p)
+	}
+}
+
+// forgetInDHT takes p out of the DHT's routing table: the table admits
+// only peers the gater admits, but checks that only when a peer enters.
+func (n *Node) forgetInDHT(p peer.ID) {
+	if n.dht != nil {
+		n.dht.RoutingTable().RemovePeer(p)
 	}
 }
 
@@ -205,6 +215,7 @@ func (n *Node) closeRemoved(ch cid.Cid) {
 	for _, p := range n.host.Network().Peers() {
 		if (selfRemoved || slices.Contains(removed, p)) && !n.gater.allowed(p) {
 			n.log.Info("disconnecting a peer that shares no channel any more", "peer", p, "channel", ch)
+			n.forgetInDHT(p)
 			_ = n.host.Network().ClosePeer(p)
 		}
 	}
@@ -381,7 +392,7 @@ func (n *Node) clearBackoff(p peer.ID) {
 // where the partners it is connected to know where it is now.
 func (n *Node) dialLoop() {
 	defer n.wg.Done()
-	sub, err := n.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
+	sub, err := n.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged), eventbus.BufSize(256))
 	var events <-chan any
 	if err == nil {
 		defer sub.Close()
@@ -389,18 +400,22 @@ func (n *Node) dialLoop() {
 	}
 	t := time.NewTimer(0)
 	defer t.Stop()
+	due := time.Now() // of the next round
 	var busy sync.Map // peer.ID → dialling now
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case e := <-events:
-			if ev, _ := e.(event.EvtPeerConnectednessChanged); ev.Connectedness == network.NotConnected && n.partners.has(ev.Peer) {
+			ev, _ := e.(event.EvtPeerConnectednessChanged)
+			if ev.Connectedness == network.NotConnected && n.partners.has(ev.Peer) && time.Until(due) > redialAfter {
+				due = time.Now().Add(redialAfter)
 				t.Reset(redialAfter)
 			}
 			continue
 		case <-t.C:
 		}
+		due = time.Now().Add(dialEvery)
 		for p, e := range n.partners.all() {
 			if n.host.Network().Connectedness(p) == network.Connected || !n.gater.allowed(p) {
 				continue
@@ -463,6 +478,9 @@ type gater struct {
 	// noDirect: peer.ID → true: reached only through a relay (tests of
 	// relaying on loopback, where every address is directly reachable).
 	noDirect sync.Map
+	// noDial: peer.ID → true: never dialled, though admitted when it
+	// dials (tests of who finds whom).
+	noDial sync.Map
 }
 
 var _ connmgr.ConnectionGater = (*gater)(nil)
@@ -474,13 +492,18 @@ func (g *gater) allowed(p peer.ID) bool {
 	if _, ok := g.extra.Load(p); ok {
 		return true
 	}
-	if g.n.relays != nil && g.n.relays.has(p) {
+	if g.n.relays != nil && g.n.relays.configured(p) {
 		return true
 	}
 	return g.n.partners.manual(p) || g.n.gov.isPartner(p)
 }
 
-func (g *gater) InterceptPeerDial(p peer.ID) bool { return g.allowed(p) }
+func (g *gater) InterceptPeerDial(p peer.ID) bool {
+	if _, no := g.noDial.Load(p); no {
+		return false
+	}
+	return g.allowed(p)
+}
 
 func (g *gater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
 	_, relayOnly := g.noDirect.Load(p)
@@ -493,6 +516,9 @@ func (g *gater) InterceptSecured(dir network.Direction, p peer.ID, cm network.Co
 	ok := g.allowed(p)
 	if _, relayOnly := g.noDirect.Load(p); relayOnly && !isCircuit(cm.RemoteMultiaddr()) {
 		ok = false
+	}
+	if !ok && g.admitDialBack(dir, p) {
+		return true
 	}
 	if !ok {
 		g.n.metrics.refused.Inc()

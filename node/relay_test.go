@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	ma "github.com/multiformats/go-multiaddr"
@@ -116,9 +117,8 @@ func TestRelayedPartners(t *testing.T) {
 }
 
 // TestPartnerFoundByDHT: A and B share a channel, both with R. B restarts
-// on new ports, with no address of A in its book: A's addresses of B are
-// all stale, and they find each other again through the partners' DHT,
-// where R knows where both are. The address A was given for B stays in its
+// on new ports and never dials A: A's addresses of B are all stale, and A
+// finds B again through the partners' DHT, where R knows where B is now. The address A was given for B stays in its
 // book, beside the ones B announces now.
 func TestPartnerFoundByDHT(t *testing.T) {
 	r := startNode(t, "R")
@@ -155,6 +155,7 @@ func TestPartnerFoundByDHT(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b2.Close() })
+	b2.gater.noDial.Store(a.self, true) // only A's lookup may bring them together
 	if err := b2.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -168,11 +169,15 @@ func TestPartnerFoundByDHT(t *testing.T) {
 	waitFor(t, "B back at R", 20*time.Second, func() bool { return len(r.host.Network().ConnsToPeer(b2.self)) > 0 })
 	start := time.Now()
 	waitFor(t, "A to find B through the DHT", 90*time.Second, func() bool { return len(a.host.Network().ConnsToPeer(b2.self)) > 0 })
-	// Which side looked the other up depends on timing: A's dial loop
-	// asks the DHT for B, or B's DHT, refreshing its table through R,
-	// meets A on the way and connects. Neither side's book held the
-	// other's way in: only the DHT brought them together.
-	t.Logf("A and B together again %s after B was back at R (A found B through the DHT: %v)",
+	// B never dials A, and A's book holds only B's old addresses: A
+	// dialled B at an address the partners' DHT gave, from its dial loop's
+	// lookup or from the DHT's own lookups, which dial the peers R names.
+	for _, c := range a.host.Network().ConnsToPeer(b2.self) {
+		if c.Stat().Direction != network.DirOutbound {
+			t.Fatalf("B dialled A, which it must not: %v", c.RemoteMultiaddr())
+		}
+	}
+	t.Logf("A found B again %s after B was back at R (by its dial loop's lookup: %v)",
 		time.Since(start).Round(time.Millisecond), counterValue(t, a.metrics.dhtFound) > 0)
 	waitFor(t, "A to learn B's new addresses", 10*time.Second, func() bool {
 		l := a.partners.all()[b.self].Learned
