@@ -98,13 +98,29 @@ function syncText(ch) {
   if (others.length === 0) return [t("sync.alone"), "muted"];
   const err = others.find((p) => p.error);
   if (ch.lag > 0) return [t("sync.behind", num(ch.lag)), "warn"];
-  if (others.every((p) => !p.online)) return [t("sync.offline"), "warn"];
+  if (others.every((p) => !p.online)) {
+    const last = others.map((p) => p.last).filter(Boolean).sort().pop();
+    return [last ? t("sync.offlineSince", when(last)) : t("sync.offline"), "warn"];
+  }
   if (err) return [t("sync.error", err.error), "bad"];
   return [t("sync.ok"), "ok"];
 }
 
+// rejectedCounts reads the node's counters of refused records, by rule,
+// from its Prometheus metrics.
+async function rejectedCounts() {
+  const r = await fetch("/metrics", { credentials: "same-origin" });
+  if (!r.ok) return {};
+  const out = {};
+  for (const line of (await r.text()).split("\n")) {
+    const m = line.match(/^sangsaeng_records_rejected_total\{[^}]*reason="([^"]*)"[^}]*\} (\S+)$/);
+    if (m && Number(m[2]) > 0) out[m[1]] = Number(m[2]);
+  }
+  return out;
+}
+
 async function overview() {
-  const [st, chans] = await Promise.all([api("/v1/status"), api("/v1/channels")]);
+  const [st, chans, rejected] = await Promise.all([api("/v1/status"), api("/v1/channels"), rejectedCounts().catch(() => ({}))]);
   for (const p of [...st.peers.connected, ...st.peers.offline]) if (p.name) names[p.id] = p.name;
   $("me").textContent = (st.name || "") + " " + short(st.id);
   const reach = st.reachability || { state: "unknown", relays: [] };
@@ -115,6 +131,7 @@ async function overview() {
     if ((c.forks || []).length) alerts.push(el("li", { class: "bad" }, t("alert.fork", c.name, num(c.forks.length))));
     for (const f of c.flagged || []) alerts.push(el("li", { class: "warn" }, t("alert.flagged", c.name, who(f))));
   }
+  for (const [rule, n] of Object.entries(rejected)) alerts.push(el("li", { class: "warn" }, t("alert.rejected", num(n), rule)));
   for (const e of st.recentErrors || []) alerts.push(el("li", { class: "bad" }, when(e.time) + " " + e.op + ": " + e.message));
   const partnerList = (list, cls) => list.length ? el("ul", {}, list.map((p) => el("li", { class: cls }, who(p.id)))) : el("p", { class: "muted" }, t("none"));
   view(

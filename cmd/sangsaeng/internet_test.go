@@ -355,6 +355,19 @@ func addressChange(t *testing.T, lab *netLab, a, b *daemon, bns string) {
 	took := waitWithin(t, 3*time.Minute, "A's record at B after B's address changed", func() bool { return b.has(p.CID) })
 	t.Logf("scenario address change: B moved 203.0.113.18 → .19; A's next record reached it %s later (path %s), no new invite",
 		took.Round(time.Millisecond), b.path(a.id))
+
+	// Then B's company gets a new public address from its ISP: its
+	// router's WAN address changes, and every mapping of its NAT with it.
+	rt := bns + "-rt"
+	lab.in(rt, "ip", "addr", "del", "198.51.100.30/24", "dev", "wan0")
+	lab.in(rt, "ip", "addr", "add", "198.51.100.31/24", "dev", "wan0")
+	a.mustJSON(&p, "publish", "a-b", "note", tempFile(t, "renumbered.json", `{"text": "after B's ISP renumbered it"}`))
+	took = waitWithin(t, 3*time.Minute, "A's record at B after B's public address changed", func() bool { return b.has(p.CID) })
+	var back api.Published
+	b.mustJSON(&back, "publish", "a-b", "note", tempFile(t, "back.json", `{"text": "B, renumbered, to A"}`))
+	tookBack := waitWithin(t, 3*time.Minute, "B's record at A after B's public address changed", func() bool { return a.has(back.CID) })
+	t.Logf("scenario public address change: B's router 198.51.100.30 → .31; A's next record reached B %s later, B's reached A %s after it (path %s), no new invite",
+		took.Round(time.Millisecond), tookBack.Round(time.Millisecond), b.path(a.id))
 }
 
 // tail returns the last n lines of s.
