@@ -1,13 +1,17 @@
 "use strict";
 // sangsaeng's dashboard: one page, views by the URL's fragment (#/,
-// #/channel/ID, #/record/CID, #/orders, #/import). It signs in with the
-// session cookie the /login link set, and sends the session's CSRF token
-// with every request that changes state. Every text from the node goes
-// into the page as text, never as markup.
+// #/channel/ID, #/record/CID, #/orders, #/import). Its session is the
+// cookie the /login link set and the key that link's redirect gave in the
+// fragment, kept in localStorage (this origin's alone) and sent with every
+// request. Every text from the node goes into the page as text, never as
+// markup.
 
 const $ = (id) => document.getElementById(id);
 let lang = localStorage.getItem("sangsaeng-lang") === "en" ? "en" : "ko";
-let csrf = "";
+let key = localStorage.getItem("sangsaeng-key") || "";
+// withKey adds the session key to the URL of a GET the page cannot add a
+// header to (EventSource, a download link, an image).
+const withKey = (u) => u + (u.includes("?") ? "&" : "?") + "key=" + encodeURIComponent(key);
 let stream = null; // the EventSource of the channel view
 const names = {}; // peer ID → company name
 
@@ -16,10 +20,12 @@ function t(key, ...args) {
   return s.replace(/\{(\d)\}/g, (_, i) => String(args[+i] ?? ""));
 }
 const locale = () => (lang === "ko" ? "ko-KR" : "en-GB");
+// num formats a number, or a decimal string exactly (Intl formats the
+// string's digits, not a float's).
 function num(v) {
   if (v === undefined || v === null || v === "") return "";
-  const n = Number(v);
-  return Number.isFinite(n) ? new Intl.NumberFormat(locale(), { maximumFractionDigits: 6 }).format(n) : String(v);
+  if (typeof v === "string" && !/^-?\d+(\.\d+)?$/.test(v)) return v;
+  return new Intl.NumberFormat(locale(), { maximumFractionDigits: 20 }).format(v);
 }
 function when(v) {
   if (!v) return "";
@@ -59,7 +65,7 @@ class APIError extends Error {
 }
 async function api(path, opts = {}) {
   const headers = Object.assign({}, opts.headers);
-  if (opts.method && opts.method !== "GET") headers["X-CSRF-Token"] = csrf;
+  headers["X-Session-Key"] = key;
   if (opts.json !== undefined) { headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(opts.json); }
   const r = await fetch(path, { method: opts.method || "GET", headers, body: opts.body, credentials: "same-origin" });
   if (r.status === 401) { signIn(); throw new APIError(401, t("signin.title")); }
@@ -73,6 +79,7 @@ async function api(path, opts = {}) {
 function showError(e) { $("error").textContent = e ? (e.message || String(e)) : ""; }
 
 function signIn() {
+  if (stream) { stream.close(); stream = null; }
   $("logout").hidden = true;
   view(el("h1", {}, t("signin.title")), el("p", {}, ...t("signin.how", "\u0000").split("\u0000").flatMap((s, i) => (i ? [el("code", {}, "sangsaeng dashboard"), s] : [s]))));
 }
@@ -87,6 +94,7 @@ function translateStatic() {
   document.documentElement.lang = lang;
   for (const e of document.querySelectorAll("[data-t]")) e.textContent = t(e.dataset.t);
   $("lang").textContent = t("lang.switch");
+  $("lang").lang = lang === "ko" ? "en" : "ko"; // the button names the other language
   const route = location.hash.split("/")[1] || "";
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("here", a.getAttribute("href") === "#/" + route);
 }
@@ -109,7 +117,7 @@ function syncText(ch) {
 // rejectedCounts reads the node's counters of refused records, by rule,
 // from its Prometheus metrics.
 async function rejectedCounts() {
-  const r = await fetch("/metrics", { credentials: "same-origin" });
+  const r = await fetch("/metrics", { credentials: "same-origin", headers: { "X-Session-Key": key } });
   if (!r.ok) return {};
   const out = {};
   for (const line of (await r.text()).split("\n")) {
@@ -162,11 +170,22 @@ function recordRow(r, fresh) {
   let doc = "";
   try { const b = typeof r.body === "string" ? JSON.parse(r.body) : r.body; doc = (b && (b.docId || b.lotId || b.text)) || ""; } catch (_) { /* a body without those */ }
   return el("tr", { class: fresh ? "new" : undefined, "data-cid": r.cid },
-    td(when(r.time)), td(r.kind), td(String(doc)), td(who(r.author)),
+    td(when(r.time)), td(el("a", { href: "#/record/" + r.cid }, r.kind)), td(String(doc)), td(who(r.author)),
     td(el("a", { href: "#/record/" + r.cid, class: "mono" }, short(r.cid)), "hide-narrow"));
 }
 
 async function channelView(id) {
+  // The stream opens first, so that nothing arriving while the list loads
+  // is missed (rows are kept once, by CID).
+  const pending = [];
+  let body = null;
+  const add = (r) => {
+    if (!body) { pending.push(r); return; }
+    if (body.querySelector(`tr[data-cid="${CSS.escape(r.cid)}"]`)) return;
+    body.prepend(recordRow(r, true));
+  };
+  stream = new EventSource(withKey("/v1/events?channel=" + encodeURIComponent(id)));
+  stream.addEventListener("record", (ev) => add(JSON.parse(ev.data)));
   const [ch, recs] = await Promise.all([api("/v1/channels/" + encodeURIComponent(id)), api("/v1/records?channel=" + encodeURIComponent(id) + "&limit=50")]);
   for (const m of ch.members || []) if (m.name) names[m.id] = m.name;
   const admins = new Set(ch.admins || []);
@@ -179,7 +198,7 @@ async function channelView(id) {
       td((ch.flagged || []).includes(id) ? t("flagged") : "", "flag"),
       td(admins.has(id) ? "" : el("button", { type: "button", class: "danger", onclick: () => removeMember(ch, id) }, t("remove"))));
   });
-  const status = el("span", { class: "muted", id: "stream-state" }, "");
+  const status = el("span", { class: "muted", id: "stream-state", role: "status", "aria-live": "polite" }, "");
   view(
     el("h1", {}, t("channel") + ": " + (ch.name || short(ch.id))),
     el("p", { class: "mono" }, ch.id),
@@ -192,14 +211,14 @@ async function channelView(id) {
     el("h2", {}, t("stream"), " ", status),
     table([t("time"), t("kind"), t("doc"), t("author"), { label: t("cid"), cls: "hide-narrow" }], recs.map((r) => recordRow(r, false)), { bodyId: "stream" }),
   );
-  stream = new EventSource("/v1/events?channel=" + encodeURIComponent(ch.id));
-  stream.addEventListener("open", () => { status.textContent = "● " + t("stream.live"); status.className = "ok"; });
-  stream.addEventListener("error", () => { status.textContent = t("stream.reconnecting"); status.className = "warn"; });
-  stream.addEventListener("record", (ev) => {
-    const r = JSON.parse(ev.data);
-    const body = $("stream");
-    if (!body || body.querySelector(`tr[data-cid="${CSS.escape(r.cid)}"]`)) return;
-    body.prepend(recordRow(r, true));
+  body = $("stream");
+  pending.splice(0).forEach(add);
+  const live = () => { status.textContent = "● " + t("stream.live"); status.className = "ok"; };
+  if (stream.readyState === EventSource.OPEN) live();
+  stream.addEventListener("open", live);
+  stream.addEventListener("error", () => {
+    if (stream && stream.readyState === EventSource.CLOSED) { signIn(); return; } // refused: the session ended
+    status.textContent = t("stream.reconnecting"); status.className = "warn";
   });
 }
 
@@ -211,13 +230,15 @@ async function invite(ch, peer, out) {
   put(out,
     el("p", {}, ...t("invite.code", "\u0000").split("\u0000").flatMap((s, i) => (i ? [el("code", {}, "sangsaeng channel join"), s] : [s]))),
     el("textarea", { class: "code", readonly: true, id: "invite-code", "aria-label": t("invite.code", "") }, inv.code),
-    el("img", { class: "qr", alt: "QR", src: "/v1/qr?text=" + encodeURIComponent(inv.code) }));
+    el("img", { class: "qr", alt: t("invite.qr"), src: withKey("/v1/qr?text=" + encodeURIComponent(inv.code)) }));
 }
 
 async function removeMember(ch, id) {
   if (!confirm(t("remove.confirm", who(id)))) return;
   showError();
-  await api("/v1/channels/" + encodeURIComponent(ch.id) + "/remove-member", { method: "POST", json: { peer: id } }).catch(showError);
+  try {
+    await api("/v1/channels/" + encodeURIComponent(ch.id) + "/remove-member", { method: "POST", json: { peer: id } });
+  } catch (e) { showError(e); return; }
   route();
 }
 
@@ -250,8 +271,8 @@ async function recordView(c) {
     el("h2", {}, t("backlinks")),
     back.length ? el("ul", {}, back.map((b) => el("li", {}, (b.kind || "") + " " + b.rel + " ← ", el("a", { href: "#/record/" + b.cid, class: "mono" }, short(b.cid)), b.author ? " (" + who(b.author) + ")" : ""))) : el("p", { class: "muted" }, t("none")),
     el("h2", {}, t("download")),
-    el("p", {}, el("a", { href: "/v1/records/" + encodeURIComponent(c) + "?raw=1", download: c + ".bin" }, t("download.env")), " · ",
-      el("a", { href: "/v1/channels/" + encodeURIComponent(r.channel) + "/export?format=car&cid=" + encodeURIComponent(c) + "&with_links=true", download: c + ".car" }, t("download.car"))),
+    el("p", {}, el("a", { href: withKey("/v1/records/" + encodeURIComponent(c) + "?raw=1"), download: c + ".bin", id: "dl-env" }, t("download.env")), " · ",
+      el("a", { href: withKey("/v1/channels/" + encodeURIComponent(r.channel) + "/export?format=car&cid=" + encodeURIComponent(c) + "&with_links=true"), download: c + ".car", id: "dl-car" }, t("download.car"))),
   );
 }
 
@@ -285,12 +306,16 @@ async function importView() {
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); pick(e.dataTransfer.files[0]); });
+  const buttons = () => [$("imp-check"), $("imp-publish")];
   const run = async (dry) => {
     showError();
     if (!chosen) return;
+    if (!dry && !confirm(t("import.confirm", chosen.name))) return;
+    buttons().forEach((b) => { b.disabled = true; });
     const format = /\.xlsx$/i.test(chosen.name) ? "xlsx" : "csv";
     const q = new URLSearchParams({ kind: kindSel.value, format, file: chosen.name, dry_run: dry ? "true" : "false" });
     const rep = await api("/v1/channels/" + encodeURIComponent(chSel.value) + "/import?" + q, { method: "POST", body: chosen, headers: { "Content-Type": "application/octet-stream" } }).catch(showError);
+    buttons().forEach((b) => { b.disabled = false; });
     if (rep) showReport(out, rep, dry);
   };
   view(
@@ -326,6 +351,7 @@ async function learnNames() {
 }
 
 async function route() {
+  if (location.hash && !location.hash.startsWith("#/")) return; // not a view (the skip link)
   if (stream) { stream.close(); stream = null; }
   showError();
   translateStatic();
@@ -339,7 +365,7 @@ async function route() {
       case "import": await importView(); break;
       default: view(el("p", {}, t("notfound", location.hash)));
     }
-    $("view").focus({ preventScroll: true });
+    if (document.activeElement !== $("lang")) $("view").focus({ preventScroll: true });
   } catch (e) {
     if (e.status !== 401) showError(e);
   }
@@ -349,19 +375,28 @@ async function start() {
   $("lang").addEventListener("click", () => {
     lang = lang === "ko" ? "en" : "ko";
     localStorage.setItem("sangsaeng-lang", lang);
-    route();
+    route().then(() => $("lang").focus());
   });
   $("logout").addEventListener("click", async () => {
     await api("/v1/session/logout", { method: "POST" }).catch(() => {});
-    csrf = "";
+    key = "";
+    localStorage.removeItem("sangsaeng-key");
     signIn();
     $("error").textContent = t("signedout");
   });
   window.addEventListener("hashchange", route);
+  document.querySelector(".skip").addEventListener("click", (e) => { e.preventDefault(); $("view").focus(); });
+  // Just signed in: the key is in the fragment; keep it, and take it off
+  // the address bar and the history.
+  const m = location.hash.match(/^#key=([0-9a-f]+)$/);
+  if (m) {
+    key = m[1];
+    localStorage.setItem("sangsaeng-key", key);
+    history.replaceState(null, "", "/#/");
+  }
   translateStatic();
   try {
-    const s = await api("/v1/session");
-    csrf = s.csrf;
+    await api("/v1/session");
     $("logout").hidden = false;
     await learnNames().catch(showError);
   } catch (e) {

@@ -89,6 +89,10 @@ func (n *Node) Handler() http.Handler {
 				limit = maxImportBytes
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
+			// A browser signed in to the dashboard may open API answers:
+			// none is kept in a cache or read as anything but its type.
+			w.Header().Set("Cache-Control", "no-store")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
 			v, err := fn(w, r)
 			if err != nil {
 				writeError(w, apiError(err))
@@ -149,8 +153,8 @@ func (n *Node) Handler() http.Handler {
 	h("GET /v1/events", n.apiEvents)
 	h("GET /v1/records/{cid}/backlinks", n.apiBacklinks)
 	h("GET /v1/qr", apiQR)
-	// The dashboard's sign-in: a one-time code for the token's holder, the
-	// session's CSRF token for its page, and signing out.
+	// The dashboard's sign-in: a one-time code for the token's holder, a
+	// check of the session for its page, and signing out.
 	mux.HandleFunc("POST /v1/dashboard/code", func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := bearer(r); !ok {
 			writeError(w, api.Errorf(api.CodeUnauthorized, http.StatusUnauthorized, "a sign-in code needs the API token (it is in %s)", tokFile))
@@ -171,11 +175,16 @@ func (n *Node) Handler() http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		_ = json.NewEncoder(w).Encode(api.Session{CSRF: v.csrf})
+		_ = json.NewEncoder(w).Encode(api.Session{Host: v.host})
 	})
 	mux.HandleFunc("POST /v1/session/logout", func(w http.ResponseWriter, r *http.Request) {
-		if v := n.sessions.of(r); v == nil || sessionAllows(v, r) != nil {
+		v := n.sessions.of(r)
+		if v == nil {
 			writeError(w, unauthorized)
+			return
+		}
+		if e := sessionAllows(v, r); e != nil {
+			writeError(w, e)
 			return
 		}
 		n.sessions.end(r)
@@ -204,7 +213,7 @@ func (n *Node) Handler() http.Handler {
 		}
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", f.ctype)
-			w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+			w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 			w.Header().Set("X-Frame-Options", "DENY")
 			w.Header().Set("X-Content-Type-Options", "nosniff")
 			w.Header().Set("Cache-Control", "no-cache")

@@ -13,18 +13,24 @@ import (
 )
 
 // The dashboard signs in without the API token: `sangsaeng dashboard`
-// (holding the token) asks the daemon for a one-time code and prints a
-// link with it; the browser trades the code for a session cookie. The
-// cookie is HttpOnly (no script reads it), SameSite=Strict (no other site's
-// page sends it) and host-only, and the session is bound to the Host it was
-// made for; every request that changes state also carries the session's
-// CSRF token in a header, which only the dashboard's own page can read
-// (GET /v1/session), and a foreign Origin is refused. The Host checks of
-// the API (checkHost) apply to all of it.
+// (holding the token) asks the daemon for a one-time code and opens a link
+// with it; the browser trades the code for a session of two halves. One is
+// a cookie: HttpOnly (no script reads it), SameSite=Strict (no other
+// site's page sends it), host-only. Cookies are not kept apart by port,
+// though: every service on 127.0.0.1 a browser visits would receive it.
+// So the other half, the session key, reaches the page once, in the
+// fragment of the redirect after sign-in (never sent to a server), and
+// the page keeps it in localStorage, which is the origin's own (scheme,
+// host and port); it sends it with every request, in X-Session-Key (or,
+// for a GET a page cannot add headers to, EventSource, a download, an
+// image, in ?key=). A request with the cookie alone is refused. The
+// session is bound to the Host it was made for, a foreign Origin or a
+// cross-site fetch is refused, and the Host checks of the API (checkHost)
+// apply to all of it.
 
 const (
 	sessionCookie = "sangsaeng_session"
-	csrfHeader    = "X-CSRF-Token"
+	keyHeader     = "X-Session-Key"
 	// loginCodeTTL is how long a one-time code is good for.
 	loginCodeTTL = 2 * time.Minute
 	// sessionTTL is how long a session lasts without being used.
@@ -38,7 +44,7 @@ const (
 // session is a signed-in browser.
 type session struct {
 	host string // the Host it was made for
-	csrf string
+	key  string // the half the page holds
 	used time.Time
 }
 
@@ -84,7 +90,7 @@ func (s *sessions) newCode() string {
 }
 
 // redeem uses up code and opens a session for host, or reports false.
-func (s *sessions) redeem(code, host string) (id string, ok bool) {
+func (s *sessions) redeem(code, host string) (id, key string, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var found string
@@ -94,7 +100,7 @@ func (s *sessions) redeem(code, host string) (id string, ok bool) {
 		}
 	}
 	if found == "" {
-		return "", false
+		return "", "", false
 	}
 	delete(s.codes, found)
 	if s.live == nil {
@@ -110,8 +116,9 @@ func (s *sessions) redeem(code, host string) (id string, ok bool) {
 		delete(s.live, oldest)
 	}
 	id = newSecret()
-	s.live[id] = &session{host: strings.ToLower(host), csrf: newSecret(), used: time.Now()}
-	return id, true
+	v := &session{host: strings.ToLower(host), key: newSecret(), used: time.Now()}
+	s.live[id] = v
+	return id, v.key, true
 }
 
 // of returns the live session of request r, or nil.
@@ -147,9 +154,10 @@ func (s *sessions) end(r *http.Request) {
 	s.mu.Unlock()
 }
 
-// sessionAllows checks a request made with session v: the Origin, when
-// the browser sends one, is the API's own, no other site made it, and a
-// request that changes state carries the session's CSRF token.
+// sessionAllows checks a request made with session v: it carries the
+// session key (in the header; a GET or HEAD may give it as ?key=), the
+// Origin, when the browser sends one, is the API's own, and no other site
+// made it.
 func sessionAllows(v *session, r *http.Request) *api.Error {
 	if o := r.Header.Get("Origin"); o != "" && !strings.EqualFold(o, "http://"+r.Host) {
 		return api.Errorf(api.CodeForbidden, http.StatusForbidden, "refused a request from the page of %s: the dashboard's session works only on its own page, http://%s", o, r.Host)
@@ -157,12 +165,12 @@ func sessionAllows(v *session, r *http.Request) *api.Error {
 	if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" || site == "same-site" {
 		return api.Errorf(api.CodeForbidden, http.StatusForbidden, "refused a request another site's page made (Sec-Fetch-Site: %s)", site)
 	}
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		return nil
+	got := r.Header.Get(keyHeader)
+	if got == "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		got = r.URL.Query().Get("key")
 	}
-	if got := r.Header.Get(csrfHeader); subtle.ConstantTimeCompare([]byte(got), []byte(v.csrf)) != 1 {
-		return api.Errorf(api.CodeForbidden, http.StatusForbidden, "missing or wrong %s header: reload the dashboard", csrfHeader)
+	if subtle.ConstantTimeCompare([]byte(got), []byte(v.key)) != 1 {
+		return api.Errorf(api.CodeForbidden, http.StatusForbidden, "missing or wrong session key (%s): sign in again with `sangsaeng dashboard`", keyHeader)
 	}
 	return nil
 }
@@ -172,7 +180,7 @@ func sessionAllows(v *session, r *http.Request) *api.Error {
 func (n *Node) login(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
-	id, ok := n.sessions.redeem(r.URL.Query().Get("code"), r.Host)
+	id, key, ok := n.sessions.redeem(r.URL.Query().Get("code"), r.Host)
 	if !ok {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(http.StatusUnauthorized)
@@ -181,10 +189,13 @@ func (n *Node) login(w http.ResponseWriter, r *http.Request) {
 			`<p>This sign-in link was used already or has expired. Run <code>sangsaeng dashboard</code> on the server again.</p>`))
 		return
 	}
+	n.sessions.end(r) // a browser signing in again leaves its old session
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: id, Path: "/",
 		HttpOnly: true, SameSite: http.SameSiteStrictMode,
 		MaxAge: int(sessionTTL.Seconds()),
 	})
-	http.Redirect(w, r, "/", http.StatusSeeOther)
+	// The key in the fragment: the browser keeps it and sends it to no
+	// server; the page moves it into localStorage and off the address bar.
+	http.Redirect(w, r, "/#key="+key, http.StatusSeeOther)
 }

@@ -15,7 +15,7 @@ import (
 // TestDashboardSession: a one-time code needs the API token; the code
 // signs one browser in, once, with an HttpOnly, SameSite=Strict cookie;
 // the session answers only under the Host it was made for; a request that
-// changes state needs the session's CSRF token and the API's own Origin.
+// needs the session key beside the cookie, and the API's own Origin.
 func TestDashboardSession(t *testing.T) {
 	n := startNode(t, "A")
 	srv := httptest.NewServer(n.Handler())
@@ -64,24 +64,36 @@ func TestDashboardSession(t *testing.T) {
 	if r.StatusCode != http.StatusSeeOther || cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode || cookie.Domain != "" {
 		t.Fatalf("login: %d, cookie %+v", r.StatusCode, cookie)
 	}
+	loc := r.Header.Get("Location")
+	key, ok := strings.CutPrefix(loc, "/#key=")
+	if !ok || len(key) != 64 {
+		t.Fatalf("login redirects to %q, want the session key in the fragment", loc)
+	}
 	if r := do("GET", "/login?code="+code.Code, nil); r.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a code signs in twice: %d", r.StatusCode)
 	}
 	sess := map[string]string{"Cookie": sessionCookie + "=" + cookie.Value}
 	with := func(kv ...string) map[string]string {
-		m := map[string]string{"Cookie": sess["Cookie"]}
+		m := map[string]string{"Cookie": sess["Cookie"], "X-Session-Key": key}
 		for i := 0; i < len(kv); i += 2 {
 			m[kv[i]] = kv[i+1]
 		}
 		return m
 	}
+	if r := do("GET", "/v1/status", sess); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("GET with the cookie alone: %d, want 403", r.StatusCode)
+	}
+	sess["X-Session-Key"] = key
 	r = do("GET", "/v1/session", sess)
 	var s api.Session
-	if err := json.NewDecoder(r.Body).Decode(&s); err != nil || s.CSRF == "" {
+	if err := json.NewDecoder(r.Body).Decode(&s); err != nil || s.Host == "" {
 		t.Fatalf("session: %d %v", r.StatusCode, err)
 	}
 	if r := do("GET", "/v1/status", sess); r.StatusCode != http.StatusOK {
 		t.Fatalf("GET with the session: %d", r.StatusCode)
+	}
+	if r := do("GET", "/v1/status?key="+key, map[string]string{"Cookie": sess["Cookie"]}); r.StatusCode != http.StatusOK {
+		t.Fatalf("GET with the cookie and ?key=: %d", r.StatusCode)
 	}
 	host := strings.TrimPrefix(srv.URL, "http://")
 	other := strings.Replace(host, "127.0.0.1", "localhost", 1)
@@ -108,20 +120,27 @@ func TestDashboardSession(t *testing.T) {
 		hdr  map[string]string
 		want int
 	}{
-		{"no CSRF token", with("Origin", srv.URL), http.StatusForbidden},
-		{"a wrong CSRF token", with("X-CSRF-Token", "x"+s.CSRF[1:]), http.StatusForbidden},
-		{"a foreign Origin", with("X-CSRF-Token", s.CSRF, "Origin", "http://evil.example"), http.StatusForbidden},
+		{"no session key", map[string]string{"Cookie": sess["Cookie"], "Origin": srv.URL}, http.StatusForbidden},
+		{"the key in the query (GET only)", map[string]string{"Cookie": sess["Cookie"]}, http.StatusForbidden},
+		{"a wrong session key", with("X-Session-Key", "x"+key[1:]), http.StatusForbidden},
+		{"a foreign Origin", with("Origin", "http://evil.example"), http.StatusForbidden},
+		{"a same-site fetch", with("Sec-Fetch-Site", "same-site"), http.StatusForbidden},
 	} {
-		if r := do("POST", path, tc.hdr); r.StatusCode != tc.want {
+		p := path
+		if strings.Contains(tc.what, "query") {
+			p += "?key=" + key
+		}
+		if r := do("POST", p, tc.hdr); r.StatusCode != tc.want {
 			t.Errorf("POST with the session and %s: %d, want %d", tc.what, r.StatusCode, tc.want)
 		}
 	}
-	// Its own Origin and the token: the request reaches the handler (which
-	// refuses to invite the node itself, with 400, not 403).
-	if r := do("POST", path, with("X-CSRF-Token", s.CSRF, "Origin", srv.URL, "Content-Type", "application/json")); r.StatusCode == http.StatusForbidden || r.StatusCode == http.StatusUnauthorized {
-		t.Errorf("POST with the session, its Origin and the CSRF token: %d", r.StatusCode)
+	if r := do("POST", path, with("Origin", srv.URL, "Content-Type", "application/json")); r.StatusCode != http.StatusOK {
+		t.Errorf("POST with the session from its own page: %d, want 200", r.StatusCode)
 	}
-	if r := do("POST", "/v1/session/logout", with("X-CSRF-Token", s.CSRF)); r.StatusCode != http.StatusNoContent {
+	if r := do("POST", "/v1/session/logout", map[string]string{"Cookie": sess["Cookie"]}); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("logout without the key: %d, want 403", r.StatusCode)
+	}
+	if r := do("POST", "/v1/session/logout", with()); r.StatusCode != http.StatusNoContent {
 		t.Fatalf("logout: %d", r.StatusCode)
 	}
 	if r := do("GET", "/v1/status", sess); r.StatusCode != http.StatusUnauthorized {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"html"
 	"os"
 	"os/exec"
 	"time"
@@ -45,15 +46,34 @@ func cmdDashboard(ctx context.Context, env *Env, args []string) error {
 
 // openBrowser starts the desktop's browser on url where there is one; on a
 // server without a desktop it does nothing, and the printed link is the
-// way in.
+// way in. The browser is given a file of the user's own (0600) that sends
+// it on to url, not url itself: a command line is visible to every user of
+// the machine, and the one-time code would be theirs to use first.
 func openBrowser(url string) {
 	if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
 		return
 	}
-	if p, err := exec.LookPath("xdg-open"); err == nil {
-		cmd := exec.Command(p, url)
-		if cmd.Start() == nil {
-			go cmd.Wait() //nolint:errcheck // the browser outlives nothing we wait for
-		}
+	p, err := exec.LookPath("xdg-open")
+	if err != nil {
+		return
 	}
+	f, err := os.CreateTemp("", "sangsaeng-dashboard-*.html")
+	if err != nil {
+		return
+	}
+	page := `<!doctype html><meta charset="utf-8"><meta name="referrer" content="no-referrer">` +
+		`<meta http-equiv="refresh" content="0;url=` + html.EscapeString(url) + `"><title>sangsaeng</title>`
+	_, werr := f.WriteString(page)
+	if cerr := f.Close(); werr != nil || cerr != nil {
+		os.Remove(f.Name())
+		return
+	}
+	cmd := exec.Command(p, f.Name())
+	if cmd.Start() != nil {
+		os.Remove(f.Name())
+		return
+	}
+	_ = cmd.Wait()
+	time.Sleep(3 * time.Second) // for the browser to read it
+	os.Remove(f.Name())
 }

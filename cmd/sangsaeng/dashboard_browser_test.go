@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -215,7 +214,9 @@ func TestDashboardBrowser(t *testing.T) {
 	if status != http.StatusUnauthorized {
 		t.Fatalf("GET /v1/status without the session: %d, want 401", status)
 	}
-	// With the browser's own session cookie, from outside the page.
+	// With the browser's own session, from outside the page: its cookie
+	// (which every service on 127.0.0.1 the browser visits receives) and
+	// its key (which only the dashboard's origin holds).
 	jar, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{base}})
 	if err != nil {
 		t.Fatal(err)
@@ -229,11 +230,16 @@ func TestDashboardBrowser(t *testing.T) {
 	if session == nil || !session.HTTPOnly || session.SameSite != network.CookieSameSiteStrict {
 		t.Fatalf("session cookie: %+v", session)
 	}
-	var csrfToken string
+	key, err := chromedp.Run(ctx, chromedp.Evaluate[string](`localStorage.getItem("sangsaeng-key")`))
+	if err != nil || key == "" {
+		t.Fatalf("the page holds no session key: %q %v", key, err)
+	}
+	if url, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href`)); strings.Contains(url, key) {
+		t.Fatalf("the session key stayed in the address bar: %s", url)
+	}
 	call := func(method, path string, hdr map[string]string) int {
 		t.Helper()
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(`{"peer": "`+cid+`"}`))
-		req.Header.Set("Cookie", "sangsaeng_session="+session.Value)
 		req.Header.Set("Content-Type", "application/json")
 		for k, v := range hdr {
 			if k == "Host" {
@@ -246,39 +252,27 @@ func TestDashboardBrowser(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		if method == http.MethodGet && path == "/v1/session" && resp.StatusCode == http.StatusOK {
-			var s api.Session
-			_ = json.NewDecoder(resp.Body).Decode(&s)
-			csrfToken = s.CSRF
-		}
+		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if got := call(http.MethodGet, "/v1/session", nil); got != http.StatusOK || csrfToken == "" {
-		t.Fatalf("GET /v1/session with the cookie: %d", got)
-	}
+	cookie := "sangsaeng_session=" + session.Value
 	invitePath := "/v1/channels/" + ch.ID + "/invite"
 	for _, tc := range []struct {
-		what string
-		hdr  map[string]string
+		what, method, path string
+		hdr                map[string]string
+		want               int
 	}{
-		{"a foreign Origin", map[string]string{"Origin": "http://evil.example", "X-CSRF-Token": csrfToken}},
-		{"no CSRF token", map[string]string{"Origin": base}},
-		{"a wrong CSRF token", map[string]string{"Origin": base, "X-CSRF-Token": "0123"}},
-		{"another site's page", map[string]string{"Sec-Fetch-Site": "cross-site", "X-CSRF-Token": csrfToken}},
+		{"the cookie alone", "GET", "/v1/status", map[string]string{"Cookie": cookie}, http.StatusForbidden},
+		{"the key alone", "GET", "/v1/status", map[string]string{"X-Session-Key": key}, http.StatusUnauthorized},
+		{"the session from a foreign Origin", "POST", invitePath, map[string]string{"Cookie": cookie, "X-Session-Key": key, "Origin": "http://evil.example"}, http.StatusForbidden},
+		{"the session from another site's page", "POST", invitePath, map[string]string{"Cookie": cookie, "X-Session-Key": key, "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"the session and a wrong key", "POST", invitePath, map[string]string{"Cookie": cookie, "X-Session-Key": "0123", "Origin": base}, http.StatusForbidden},
+		{"the session under a foreign Host", "GET", "/v1/status", map[string]string{"Cookie": cookie, "X-Session-Key": key, "Host": "evil.example"}, http.StatusMisdirectedRequest},
+		{"the session from its own page", "POST", invitePath, map[string]string{"Cookie": cookie, "X-Session-Key": key, "Origin": base}, http.StatusOK},
 	} {
-		if got := call(http.MethodPost, invitePath, tc.hdr); got != http.StatusForbidden {
-			t.Errorf("POST invite with the session and %s: %d, want 403", tc.what, got)
+		if got := call(tc.method, tc.path, tc.hdr); got != tc.want {
+			t.Errorf("%s %s with %s: %d, want %d", tc.method, tc.path, tc.what, got, tc.want)
 		}
-	}
-	if got := call(http.MethodGet, "/v1/status", map[string]string{"Origin": "http://evil.example"}); got != http.StatusForbidden {
-		t.Errorf("GET /v1/status with the session from a foreign Origin: %d, want 403", got)
-	}
-	if got := call(http.MethodGet, "/v1/status", map[string]string{"Host": "evil.example"}); got == http.StatusOK {
-		t.Errorf("GET /v1/status under a foreign Host: %d", got)
-	}
-	if got := call(http.MethodPost, invitePath, map[string]string{"Origin": base, "X-CSRF-Token": csrfToken}); got != http.StatusOK {
-		t.Errorf("POST invite with the session, its own Origin and the CSRF token: %d, want 200", got)
 	}
 	t.Logf("screenshots of every view, in Korean and English, in %s", shots)
 }

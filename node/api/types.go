@@ -505,9 +505,8 @@ type LoginCode struct {
 
 // Session is what the dashboard's page learns of its session.
 type Session struct {
-	// CSRF goes in the X-CSRF-Token header of every request that changes
-	// state.
-	CSRF string `json:"csrf"`
+	// Host is the API's name the session is bound to.
+	Host string `json:"host"`
 }
 
 // Backlink is a record that links to another.
