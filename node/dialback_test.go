@@ -7,7 +7,6 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/protocol/autonatv2"
 )
 
@@ -35,7 +34,13 @@ func TestDialBackWindow(t *testing.T) {
 		t.Fatalf("the gater counted no refusal (%v)", got)
 	}
 	n.dialBacks.opened()
-	stranger.Network().(*swarm.Swarm).Backoff().Clear(n.self)
+	// A fresh stranger: the first one's refused connection may linger on
+	// its side.
+	stranger, err = libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
 	if err := stranger.Connect(ctx, ai); err != nil {
 		t.Fatalf("in a dial-back window, the stranger's connection was refused: %v", err)
 	}

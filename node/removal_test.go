@@ -222,7 +222,9 @@ func newRemovalFixture(t *testing.T) *removalFixture {
 	if err := a.RemoveMember(ctx, f.x, rID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "B to learn of the removals", 15*time.Second, func() bool {
+	// By gossip, or at the latest by the next sync (every 30 s): under a
+	// loaded machine's gossip the latter.
+	waitFor(t, "B to learn of the removals", 45*time.Second, func() bool {
 		return !b.gov.memberOf(f.x, c.ID()) && !b.gov.memberOf(f.x, rID)
 	})
 	// R joins the topic of the new epoch as well, as a peer that learned
