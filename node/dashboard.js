@@ -107,8 +107,8 @@ function syncText(ch) {
   const err = others.find((p) => p.error);
   if (ch.lag > 0) return [t("sync.behind", num(ch.lag)), "warn"];
   if (others.every((p) => !p.online)) {
-    const last = others.map((p) => p.last).filter(Boolean).sort().pop();
-    return [last ? t("sync.offlineSince", when(last)) : t("sync.offline"), "warn"];
+    const since = others.map((p) => p.offlineSince).filter(Boolean).sort().pop();
+    return [since ? t("sync.offlineSince", when(since)) : t("sync.offline"), "warn"];
   }
   if (err) return [t("sync.error", err.error), "bad"];
   return [t("sync.ok"), "ok"];

@@ -64,9 +64,12 @@ type Node struct {
 	redial    chan struct{}
 	sessions  sessions  // the dashboard's (session.go)
 	dialBacks dialBacks // windows for AutoNAT's dial-back (dialback.go)
-	scoresMu  sync.Mutex
-	scores    map[peer.ID]float64
-	health    health
+	// offline: peer.ID → time.Time its last connection closed (dialLoop),
+	// for status.
+	offline  sync.Map
+	scoresMu sync.Mutex
+	scores   map[peer.ID]float64
+	health   health
 	// putFault, when set (by tests only), fails the writes of put.
 	putFault atomic.Pointer[func() error]
 

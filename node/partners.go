@@ -408,6 +408,11 @@ func (n *Node) dialLoop() {
 			return
 		case e := <-events:
 			ev, _ := e.(event.EvtPeerConnectednessChanged)
+			if ev.Connectedness == network.Connected {
+				n.offline.Delete(ev.Peer)
+			} else {
+				n.offline.Store(ev.Peer, time.Now())
+			}
 			if ev.Connectedness == network.NotConnected && n.partners.has(ev.Peer) && time.Until(due) > redialAfter {
 				due = time.Now().Add(redialAfter)
 				t.Reset(redialAfter)

@@ -1004,6 +1004,8 @@ func (n *Node) apiEvents(w http.ResponseWriter, r *http.Request) (any, error) {
 	fl.Flush()
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
+	// A stream a dashboard session opened ends with the session.
+	viaSession := !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ")
 	var buf []byte
 	for {
 		// Taken before the read, so that a record stored after it wakes
@@ -1054,6 +1056,9 @@ func (n *Node) apiEvents(w http.ResponseWriter, r *http.Request) (any, error) {
 		case <-r.Context().Done():
 			return rawBody{}, nil
 		case <-keepalive.C:
+			if viaSession && n.sessions.of(r) == nil {
+				return rawBody{}, nil // its dashboard session ended (signed out, expired)
+			}
 			_ = rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
 			if _, err := io.WriteString(w, ": keepalive\n\n"); err != nil {
 				return rawBody{}, nil

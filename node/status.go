@@ -71,6 +71,9 @@ func (n *Node) Status() (*api.Status, error) {
 				continue
 			}
 			ps := api.PartnerSync{PeerRef: ref(p), Online: online(p)}
+			if at, ok := n.offline.Load(p); ok && !ps.Online {
+				ps.OfflineSince = at.(time.Time).UTC().Format(time.RFC3339)
+			}
 			if s, ok := syncs[p]; ok {
 				ps.Behind, ps.Error = s.behind, s.err
 				if !s.last.IsZero() {

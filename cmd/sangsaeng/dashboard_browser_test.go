@@ -206,6 +206,22 @@ func TestDashboardBrowser(t *testing.T) {
 	run("phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(base+"/#/"), visible("#channels"))
 	shot("overview-ko-phone")
 
+	// The partner goes offline: the overview says since when.
+	run("desktop again", chromedp.EmulateViewport(1366, 768))
+	b.stop()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		run("overview, partner offline", chromedp.Navigate(base+"/#/orders"), visible("#view"), chromedp.Navigate(base+"/#/"), visible("#channels"))
+		if got := textOf("#channels"); strings.Contains(got, "파트너 오프라인 (") && strings.Contains(got, "부터)") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the overview does not say since when the partner is offline:\n%s", textOf("#view"))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	shot("overview-ko-offline")
+
 	// Refusals. From the page: a request without the session.
 	status, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch("/v1/status", {credentials: "omit"}).then(r => r.status)`, chromedp.EvalAwaitPromise))
 	if err != nil {

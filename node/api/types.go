@@ -283,6 +283,10 @@ type ChannelLag struct {
 type PartnerSync struct {
 	PeerRef
 	Online bool `json:"online"`
+	// OfflineSince is when its last connection closed, while it is
+	// offline; empty when it has not been connected since the node
+	// started.
+	OfflineSince string `json:"offlineSince,omitempty"`
 	// Behind, Last and Error are those of the last sync (see SyncStatus);
 	// Last is empty when none has finished since the node started.
 	Behind uint64 `json:"behind"`
