@@ -336,7 +336,9 @@ function showReport(out, rep, dry) {
     rep.errorCount ? el("p", { class: "bad", id: "imp-errcount" }, t("import.errors", num(rep.errorCount))) : el("p", { class: "ok" }, dry ? t("import.noerrors") : t("import.published", num(rep.published + rep.newVersions))),
     errs.length ? table([{ label: t("row"), cls: "num" }, t("column"), t("problem")], errs.map((e) => el("tr", {}, td(num(e.row), "num"), td(e.column || ""), td(e.message))), { id: "imp-errors" }) : null,
     (rep.records || []).length ? el("div", {}, el("h2", {}, t("doc")),
-      table([t("doc"), { label: t("rows"), cls: "num" }, { label: t("import.action") }], rep.records.map((d) => el("tr", {}, td(d.docId + " v" + d.docVersion), td(num(d.rows[0]) + "–" + num(d.rows[1]), "num"), td(t("act." + d.action)))), { id: "imp-docs" })) : null);
+      table([t("doc"), { label: t("rows"), cls: "num" }, { label: t("import.action") }, t("fields")], rep.records.map((d) => el("tr", {},
+        td(d.docId + " v" + d.docVersion), td(num(d.rows[0]) + "–" + num(d.rows[1]), "num"), td(t("act." + d.action)),
+        td(d.body ? el("details", {}, el("summary", {}, t("import.show", num(d.lines))), fields(d.body)) : ""))), { id: "imp-docs" })) : null);
 }
 
 // ---- routing ---------------------------------------------------------

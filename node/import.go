@@ -166,6 +166,9 @@ func (n *Node) Import(ctx context.Context, ch cid.Cid, r io.Reader, o api.Import
 			return nil
 		}
 		if len(plan) < importReportRecords {
+			if o.DryRun && len(plan) < importReportBodies {
+				a.Body = d.Body // what would be published, to look at first
+			}
 			plan = append(plan, a)
 		}
 		count(rep, a.Action)
@@ -296,6 +299,10 @@ func count(rep *api.ImportReport, action string) {
 		rep.Older++
 	}
 }
+
+// importReportBodies is how many documents of a dry run the report shows
+// whole, as they would be published.
+const importReportBodies = 100
 
 // importAction decides what to do with a document read from a file, from
 // what earlier imports published.

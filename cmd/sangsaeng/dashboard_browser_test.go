@@ -194,6 +194,19 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Fatalf("import view does not show the bad row:\n%s", got)
 	}
 	shot("import-ko")
+	// A good file: its documents, as they would be published, before
+	// anything is.
+	good := tempFile(t, "발주-정상.csv", "발주번호,발주일자,공급사사업자번호,공급사,항번,고객품번,품명,수량,단위,납기일자\n"+
+		"PO-8,2026.11.20,312-86-00455,대성정밀,1,00123,브래킷,\"1,200\",EA,20261127\n")
+	run("import a good file", upload("#imp-file", good), click("#imp-check"), visible("#imp-docs details"),
+		click("#imp-docs details summary"))
+	if got := textOf("#imp-docs"); !strings.Contains(got, "PO-8") || !strings.Contains(got, "00123") || !strings.Contains(got, "새로 게시") {
+		t.Fatalf("the dry run does not show what would be published:\n%s", got)
+	}
+	shot("import-ko-preview")
+	if recs := a.mustRun("records", "--channel", "한빛-대성", "--kind", "order"); strings.Contains(recs, "PO-8") {
+		t.Fatalf("a dry run published:\n%s", recs)
+	}
 	run("English import", click("#lang"), visible("#imp-file"),
 		upload("#imp-file", csv),
 		click("#imp-check"), visible("#imp-errors"))

@@ -344,6 +344,9 @@ type ImportedDocument struct {
 	Supersedes string `json:"supersedes,omitempty"`
 	Rows       [2]int `json:"rows"` // first and last row in the file
 	Lines      int    `json:"lines"`
+	// Body, in a dry run's report (its first 100 documents), is the
+	// record's body as it would be published.
+	Body map[string]any `json:"body,omitempty"`
 }
 
 // ImportReport is the answer of an import.
