@@ -1,0 +1,477 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	lpmetrics "github.com/libp2p/go-libp2p/core/metrics"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// TestScale is the scale harness (issue 16): SANGSAENG_SCALE=25,50,100 runs
+// it once for each N given, in one process on loopback: N real nodes
+// (hosts, gossipsub, Badger in temp dirs) in a supply-chain-shaped graph of
+// 3N channels, every member publishing into each of its channels, 10 % of
+// the nodes restarted during the workload (at the addresses they had: a
+// pair of partners that both come back elsewhere, knowing only each other,
+// cannot meet, DHT or not) and a partition that heals. It
+// checks that every member ends with every record of its channels and no
+// non-member with any, and logs what each node paid, by its own channel
+// count. Without SANGSAENG_SCALE it runs N = 12, a check that the harness
+// works, in the slow tests (it skips with -short).
+func TestScale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts many nodes; skipped with -short")
+	}
+	sizes := []int{12}
+	if v := os.Getenv("SANGSAENG_SCALE"); v != "" {
+		sizes = nil
+		for _, s := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n < 8 {
+				t.Fatalf("SANGSAENG_SCALE=%q: give node counts of 8 or more, such as 25,50,100", v)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	for _, n := range sizes {
+		t.Run(fmt.Sprintf("N=%d", n), func(t *testing.T) { runScale(t, n) })
+	}
+}
+
+// scaleGraph is who is in which channel: channel i's members, its admin
+// (the buyer) first.
+type scaleGraph struct {
+	tier     []int // of each node: 0 OEM, 1, 2, 3
+	channels [][]int
+}
+
+// newScaleGraph draws a supply chain of n companies: 4 % OEMs, 16 %
+// tier-1s, 40 % tier-2s, 40 % tier-3s; each supplier sells to one or two
+// buyers of the tier above; 3n channels, each a buyer and 1 to 9 of its
+// suppliers (most channels small), so 2 to 10 members.
+func newScaleGraph(n int, seed uint64) scaleGraph {
+	r := rand.New(rand.NewPCG(seed, 1))
+	g := scaleGraph{tier: make([]int, n)}
+	cut := []int{max(1, n*4/100), max(2, n*20/100), max(3, n*60/100)}
+	byTier := [4][]int{}
+	for i := range n {
+		t := 3
+		for k, c := range cut {
+			if i < c {
+				t = k
+				break
+			}
+		}
+		g.tier[i] = t
+		byTier[t] = append(byTier[t], i)
+	}
+	suppliers := make([][]int, n)
+	for t := 1; t <= 3; t++ {
+		for _, s := range byTier[t] {
+			buyers := byTier[t-1]
+			for range 1 + r.IntN(2) {
+				b := buyers[r.IntN(len(buyers))]
+				if !slices.Contains(suppliers[b], s) {
+					suppliers[b] = append(suppliers[b], s)
+				}
+			}
+		}
+	}
+	var buyers []int
+	for b, ss := range suppliers {
+		if len(ss) > 0 {
+			buyers = append(buyers, b)
+		}
+	}
+	for i := 0; len(g.channels) < 3*n; i++ {
+		b := buyers[i%len(buyers)]
+		ss := slices.Clone(suppliers[b])
+		r.Shuffle(len(ss), func(i, j int) { ss[i], ss[j] = ss[j], ss[i] })
+		size := 1
+		for size < min(9, len(ss)) && r.IntN(3) == 0 {
+			size++
+		}
+		g.channels = append(g.channels, append([]int{b}, ss[:size]...))
+	}
+	return g
+}
+
+// scaleNode is one company of the harness.
+type scaleNode struct {
+	n      *Node
+	bw     *lpmetrics.BandwidthCounter
+	home   string
+	listen []string // while it is down: the addresses it comes back at
+}
+
+// listenAddrs are the addresses n listens at, ports and all.
+func listenAddrs(n *Node) []string {
+	var out []string
+	for _, a := range n.host.Network().ListenAddresses() {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+func runScale(t *testing.T, size int) {
+	g := newScaleGraph(size, uint64(size))
+	start := time.Now()
+	nodes := make([]*scaleNode, size)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i] = startScaleNode(t, fmt.Sprintf("c%03d", i), "")
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("N=%d: %d nodes up in %s", size, size, time.Since(start).Round(time.Millisecond))
+
+	// Channels: the buyer founds each and invites its suppliers. Buyers
+	// work in parallel, each its own channels one after the other.
+	start = time.Now()
+	chans := make([]cid.Cid, len(g.channels))
+	byAdmin := map[int][]int{}
+	for c, m := range g.channels {
+		byAdmin[m[0]] = append(byAdmin[m[0]], c)
+	}
+	for admin, cs := range byAdmin {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, c := range cs {
+				chans[c] = scaleChannel(t, nodes, admin, g.channels[c], fmt.Sprintf("ch%03d", c))
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	perNode := make([]int, size)
+	members := 0
+	for _, m := range g.channels {
+		members += len(m)
+		for _, i := range m {
+			perNode[i]++
+		}
+	}
+	t.Logf("N=%d: %d channels, %d memberships (%.1f channels per node) in %s",
+		size, len(chans), members, float64(members)/float64(size), time.Since(start).Round(time.Millisecond))
+
+	// The workload: every member publishes `per` records into each of its
+	// channels, in rounds; during it 10 % of the nodes go down and come
+	// back, and the graph is cut in two halves for a while.
+	const per = 5
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	cpuBefore := cpuTime()
+	sentBefore := make([]lpmetrics.Stats, size)
+	for i, sn := range nodes {
+		sentBefore[i] = sn.bw.GetBandwidthTotals()
+	}
+	start = time.Now()
+	down := map[int]bool{}
+	for i := range max(1, size/10) {
+		down[(i*7+3)%size] = true
+	}
+	for round := range per {
+		if round == 1 { // some nodes go down
+			for i := range down {
+				nodes[i].listen = listenAddrs(nodes[i].n)
+				nodes[i].n.Close()
+			}
+		}
+		if round == 2 { // a partition: the first half cannot reach the second
+			scalePartition(nodes, true)
+		}
+		for c, m := range g.channels {
+			for _, i := range m {
+				if down[i] && round >= 1 {
+					continue // it publishes what it missed once it is back and confirmed
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				_, err := nodes[i].n.Publish(ctx, chans[c], "note", map[string]any{"text": fmt.Sprintf("c%03d round %d", i, round)}, nil)
+				cancel()
+				if err != nil {
+					t.Fatalf("c%03d publishes in ch%03d: %v", i, c, err)
+				}
+			}
+		}
+		if round == 2 {
+			for i := range down { // back, at the addresses they had, as a company's server
+				nodes[i] = startScaleNode(t, fmt.Sprintf("c%03d", i), nodes[i].home, nodes[i].listen...)
+				if nodes[i] == nil {
+					t.FailNow()
+				}
+			}
+			scalePartition(nodes, true) // the partition holds for them too
+
+		}
+		if round == 3 {
+			scalePartition(nodes, false)
+		}
+	}
+	// Those that were down publish the rounds they missed.
+	for c, m := range g.channels {
+		for _, i := range m {
+			if !down[i] {
+				continue
+			}
+			for round := 1; round < per; round++ {
+				// A restarted node signs again only once a partner has
+				// confirmed its own head (Publish says so): it retries.
+				var err error
+				for try := time.Now(); time.Since(try) < 2*time.Minute; time.Sleep(time.Second) {
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					_, err = nodes[i].n.Publish(ctx, chans[c], "note", map[string]any{"text": fmt.Sprintf("c%03d late round %d", i, round)}, nil)
+					cancel()
+					if err == nil || !strings.Contains(err.Error(), "not confirmed") {
+						break
+					}
+				}
+				if err != nil {
+					var who []string
+					for _, m := range g.channels[c] {
+						who = append(who, fmt.Sprintf("c%03d(down=%v, connected=%v)", m, down[m], nodes[i].n.host.Network().Connectedness(nodes[m].n.self)))
+					}
+					t.Fatalf("c%03d publishes in ch%03d after its restart: %v; members %s", i, c, err, strings.Join(who, " "))
+				}
+			}
+		}
+	}
+	published := time.Now()
+
+	// Converged: every member holds every member's head in each of its
+	// channels; no non-member holds anything of it.
+	want := func(c int) map[peer.ID]uint64 {
+		heads := map[peer.ID]uint64{}
+		for _, i := range g.channels[c] {
+			h, _ := nodes[i].n.store.Head(chans[c], nodes[i].n.self)
+			heads[nodes[i].n.self] = h
+		}
+		return heads
+	}
+	lost := func() (missing int, where string) {
+		for c, m := range g.channels {
+			heads := want(c)
+			for _, i := range m {
+				for a, h := range heads {
+					got, _ := nodes[i].n.store.Head(chans[c], a)
+					if got < h {
+						missing += int(h - got)
+						where = fmt.Sprintf("c%03d lacks %d of %s's records of ch%03d", i, h-got, shortID(a), c)
+					}
+				}
+			}
+		}
+		return missing, where
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		missing, where := lost()
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("N=%d: %d records still missing 5 minutes after the last publish (%s)", size, missing, where)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	converge := time.Since(published)
+	total := 0
+	for c := range g.channels {
+		for _, h := range want(c) {
+			total += int(h)
+		}
+	}
+	for c := range g.channels {
+		for i, sn := range nodes {
+			if slices.Contains(g.channels[c], i) {
+				continue
+			}
+			for _, m := range g.channels[c] {
+				if h, _ := sn.n.store.Head(chans[c], nodes[m].n.self); h > 0 {
+					t.Fatalf("c%03d, not a member of ch%03d, holds %d of its records", i, c, h)
+				}
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	cpu := cpuTime() - cpuBefore
+
+	// What each node paid, by its own channel count.
+	type row struct {
+		nodes, conns int
+		in, out      int64
+		msgs         float64 // records stored: own and received
+	}
+	rows := map[int]*row{}
+	for i, sn := range nodes {
+		k := perNode[i]
+		r := rows[k]
+		if r == nil {
+			r = &row{}
+			rows[k] = r
+		}
+		if down[i] {
+			continue // restarted: its counters began again
+		}
+		tot := sn.bw.GetBandwidthTotals()
+		r.nodes++
+		r.conns += len(sn.n.host.Network().Conns())
+		r.msgs += counterValue(t, sn.n.metrics.accepted)
+		r.in += tot.TotalIn - sentBefore[i].TotalIn
+		r.out += tot.TotalOut - sentBefore[i].TotalOut
+	}
+	keys := make([]int, 0, len(rows))
+	for k := range rows {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	// Goroutines, heap, RSS and CPU are the process's: one process holds
+	// every node, so per node they are shares.
+	t.Logf("N=%d: %d records delivered to every member, 0 lost, none at a non-member; converged %s after the last publish; "+
+		"workload %s; per node: CPU %s, %d goroutines, heap %.1f MB, RSS %.1f MB, %.1f MB allocated",
+		size, total, converge.Round(time.Millisecond), elapsed.Round(time.Millisecond),
+		(cpu / time.Duration(size)).Round(time.Millisecond), runtime.NumGoroutine()/size,
+		float64(after.HeapInuse)/1e6/float64(size), rssMB()/float64(size),
+		float64(after.TotalAlloc-before.TotalAlloc)/1e6/float64(size))
+	for _, k := range keys {
+		r := rows[k]
+		if r.nodes == 0 {
+			continue
+		}
+		t.Logf("N=%d: nodes in %2d channels: %3d nodes, %.1f connections, %.0f records stored, %.0f KB in, %.0f KB out per node",
+			size, k, r.nodes, float64(r.conns)/float64(r.nodes), r.msgs/float64(r.nodes), float64(r.in)/1e3/float64(r.nodes), float64(r.out)/1e3/float64(r.nodes))
+	}
+}
+
+// startScaleNode starts a node of the harness in home (a new one when
+// empty; listening at listen when given), with a bandwidth counter of its
+// own.
+func startScaleNode(t *testing.T, name, home string, listen ...string) *scaleNode {
+	var cfg *Config
+	var err error
+	if home == "" {
+		cfg, err = Init(t.TempDir(), InitOptions{Name: name, Listen: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}, API: "127.0.0.1:0"})
+	} else {
+		cfg, err = LoadConfig(home)
+	}
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	cfg.MDNS = false
+	cfg.SyncInterval = Duration{5 * time.Second}
+	if len(listen) > 0 {
+		cfg.Listen = listen
+	}
+	bw := lpmetrics.NewBandwidthCounter()
+	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})).With("company", name)
+	n, err := New(cfg, WithLogger(log), WithoutNATPortMap(), WithHostOptions(libp2p.BandwidthReporter(bw)))
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	if err := n.Start(); err != nil {
+		t.Error(err)
+		return nil
+	}
+	t.Cleanup(func() { n.Close() })
+	return &scaleNode{n: n, bw: bw, home: cfg.Home}
+}
+
+// scaleChannel founds a channel of members (the admin first) and has each
+// join it with an invite.
+func scaleChannel(t *testing.T, nodes []*scaleNode, admin int, members []int, name string) cid.Cid {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a := nodes[admin].n
+	ch, err := a.CreateChannel(ctx, name, "", nil)
+	if err != nil {
+		t.Errorf("%s: create: %v", name, err)
+		return cid.Undef
+	}
+	for _, m := range members[1:] {
+		code, err := a.Invite(ctx, ch, nodes[m].n.self)
+		if err != nil {
+			t.Errorf("%s: invite c%03d: %v", name, m, err)
+			return ch
+		}
+		if _, err := nodes[m].n.Join(ctx, code); err != nil {
+			t.Errorf("%s: c%03d joins: %v", name, m, err)
+			return ch
+		}
+	}
+	return ch
+}
+
+// scalePartition cuts (or heals) the graph in two halves: each node of one
+// half refuses the other's.
+func scalePartition(nodes []*scaleNode, cut bool) {
+	half := len(nodes) / 2
+	for i, x := range nodes {
+		for j, y := range nodes {
+			if (i < half) == (j < half) {
+				continue
+			}
+			if cut {
+				x.n.gater.deny.Store(y.n.self, true)
+				_ = x.n.host.Network().ClosePeer(y.n.self)
+			} else {
+				x.n.gater.deny.Delete(y.n.self)
+			}
+		}
+	}
+}
+
+// cpuTime is the process's CPU time, user and system.
+func cpuTime() time.Duration {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * (time.Second / 100) // clock ticks of 1/100 s
+}
+
+// rssMB is the process's resident set, in MB.
+func rssMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1e3
+		}
+	}
+	return 0
+}
