@@ -19,7 +19,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
-	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sangsaeng/sangsaeng/protocol"
 )
@@ -86,13 +85,7 @@ func decodeInvite(code string) (cid.Cid, peer.AddrInfo, error) {
 	if err != nil {
 		return fail("bad inviter peer ID")
 	}
-	ai := peer.AddrInfo{ID: id}
-	for _, s := range iv.Addrs {
-		if a, err := ma.NewMultiaddr(s); err == nil {
-			ai.Addrs = append(ai.Addrs, a)
-		}
-	}
-	return ch, ai, nil
+	return ch, peer.AddrInfo{ID: id, Addrs: parseAddrs(iv.Addrs)}, nil
 }
 
 // Invite adds p to ch, which the node must administer, and returns the

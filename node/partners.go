@@ -337,18 +337,17 @@ func (n *Node) dropStaleConns(p peer.ID, c network.Conn, rec *record.Envelope) {
 		}
 	}
 	if closed > 0 {
-		for _, ch := range n.gov.shared(p) {
-			n.sync.schedule(p, ch)
-		}
+		n.resync(p)
 	}
 }
 
-// Dial rounds: every dialEvery, and redialAfter after a partner's last
-// connection closed (an address change, a restart).
-const (
-	dialEvery   = 30 * time.Second
-	redialAfter = 3 * time.Second
-)
+// resync schedules a sync with p in every channel they share: for those
+// that were reading from connections just closed.
+func (n *Node) resync(p peer.ID) {
+	for _, ch := range n.gov.shared(p) {
+		n.sync.schedule(p, ch)
+	}
+}
 
 // dropRelayedConns closes p's relayed connections once a direct one, c,
 // is identified (hole punching, or a partner that became reachable): the
@@ -369,9 +368,7 @@ func (n *Node) dropRelayedConns(p peer.ID, c network.Conn) {
 		}
 	}
 	if closed > 0 {
-		for _, ch := range n.gov.shared(p) {
-			n.sync.schedule(p, ch)
-		}
+		n.resync(p)
 	}
 }
 
@@ -385,6 +382,13 @@ func (n *Node) clearBackoff(p peer.ID) {
 		s.Backoff().Clear(p)
 	}
 }
+
+// Dial rounds: every dialEvery, and redialAfter after a partner's last
+// connection closed (an address change, a restart).
+const (
+	dialEvery   = 30 * time.Second
+	redialAfter = 3 * time.Second
+)
 
 // dialLoop keeps the node connected to its partners: the address book and
 // the members of its channels whose addresses it knows. A partner that

@@ -58,8 +58,22 @@ func (n *Node) Handler() http.Handler {
 	}
 	unauthorized := api.Errorf(api.CodeUnauthorized, http.StatusUnauthorized,
 		"missing or wrong API token (it is in %s), and no dashboard session (open the link `sangsaeng dashboard` prints)", tokFile)
-	// authorized admits the bearer token, or a dashboard session within
-	// its rules (session.go).
+	// withSession returns the request's dashboard session, where it is
+	// one and within its rules (session.go), or answers why not and
+	// returns nil.
+	withSession := func(w http.ResponseWriter, r *http.Request) *session {
+		v := n.sessions.of(r)
+		if v == nil {
+			writeError(w, unauthorized)
+			return nil
+		}
+		if e := sessionAllows(v, r); e != nil {
+			writeError(w, e)
+			return nil
+		}
+		return v
+	}
+	// authorized admits the bearer token, or a dashboard session.
 	authorized := func(w http.ResponseWriter, r *http.Request) bool {
 		if given, ok := bearer(r); ok {
 			return true
@@ -67,16 +81,7 @@ func (n *Node) Handler() http.Handler {
 			writeError(w, unauthorized)
 			return false
 		}
-		v := n.sessions.of(r)
-		if v == nil {
-			writeError(w, unauthorized)
-			return false
-		}
-		if e := sessionAllows(v, r); e != nil {
-			writeError(w, e)
-			return false
-		}
-		return true
+		return withSession(w, r) != nil
 	}
 	mux := http.NewServeMux()
 	h := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) (any, error)) {
@@ -164,13 +169,8 @@ func (n *Node) Handler() http.Handler {
 		_ = json.NewEncoder(w).Encode(api.LoginCode{Code: n.sessions.newCode(), ExpiresIn: int(loginCodeTTL.Seconds())})
 	})
 	mux.HandleFunc("GET /v1/session", func(w http.ResponseWriter, r *http.Request) {
-		v := n.sessions.of(r)
+		v := withSession(w, r)
 		if v == nil {
-			writeError(w, unauthorized)
-			return
-		}
-		if e := sessionAllows(v, r); e != nil {
-			writeError(w, e)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -178,13 +178,7 @@ func (n *Node) Handler() http.Handler {
 		_ = json.NewEncoder(w).Encode(api.Session{Host: v.host})
 	})
 	mux.HandleFunc("POST /v1/session/logout", func(w http.ResponseWriter, r *http.Request) {
-		v := n.sessions.of(r)
-		if v == nil {
-			writeError(w, unauthorized)
-			return
-		}
-		if e := sessionAllows(v, r); e != nil {
-			writeError(w, e)
+		if withSession(w, r) == nil {
 			return
 		}
 		n.sessions.end(r)
