@@ -136,6 +136,7 @@ func admitAtB(t *testing.T, f *removalFixture) {
 	t.Helper()
 	f.b.gater.extra.Store(f.c.ID(), true)
 	f.b.gater.extra.Store(f.r.ID(), true)
+	f.c.gater.extra.Store(f.b.ID(), true) // C dials B though it knows it was removed
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := f.r.Connect(ctx, addrInfo(f.b)); err != nil {
@@ -281,6 +282,9 @@ func TestRemovedMember(t *testing.T) {
 				t.Fatalf("B's gater admits %s, which shares nothing with B any more", p)
 			}
 		}
+		// C may know of its removal by now, and then its own gater would
+		// not dial B; it dials as a removed member that keeps trying would.
+		c.gater.extra.Store(b.ID(), true)
 		refused := metric(t, b, "sangsaeng_connections_refused_total")
 		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = c.host.Connect(dctx, addrInfo(b))
