@@ -1,12 +1,14 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	pprofile "github.com/google/pprof/profile"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	lpmetrics "github.com/libp2p/go-libp2p/core/metrics"
@@ -112,10 +115,44 @@ func newScaleGraph(n int, seed uint64) scaleGraph {
 
 // scaleNode is one company of the harness.
 type scaleNode struct {
+	name   string // also its profile label: its goroutines carry node=name
 	n      *Node
 	bw     *lpmetrics.BandwidthCounter
 	home   string
 	listen []string // while it is down: the addresses it comes back at
+}
+
+// publish publishes a note in ch as sn, under sn's profile label.
+func (sn *scaleNode) publish(ch cid.Cid, text string) (err error) {
+	pprof.Do(context.Background(), pprof.Labels("node", sn.name), func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		_, err = sn.n.Publish(ctx, ch, "note", map[string]any{"text": text}, nil)
+	})
+	return err
+}
+
+// byNode sums a profile's samples (CPU nanoseconds, or goroutines) by
+// their "node" label, and those without one.
+func byNode(t *testing.T, b []byte, what string) (nodes map[string]int64, other int64) {
+	nodes = map[string]int64{}
+	if len(b) == 0 {
+		return nodes, 0
+	}
+	p, err := pprofile.ParseData(b)
+	if err != nil {
+		t.Logf("the %s profile: %v", what, err)
+		return nodes, 0
+	}
+	i := len(p.SampleType) - 1 // cpu: [samples count, cpu nanoseconds]; goroutine: [goroutine count]
+	for _, s := range p.Sample {
+		if l := s.Label["node"]; len(l) > 0 {
+			nodes[l[0]] += s.Value[i]
+		} else {
+			other += s.Value[i]
+		}
+	}
+	return nodes, other
 }
 
 // listenAddrs are the addresses n listens at, ports and all.
@@ -184,6 +221,10 @@ func runScale(t *testing.T, size int) {
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	cpuBefore := cpuTime()
+	var cpuProf bytes.Buffer
+	if err := pprof.StartCPUProfile(&cpuProf); err != nil {
+		t.Logf("no CPU time per node: %v (run without -cpuprofile)", err)
+	}
 	sentBefore := make([]lpmetrics.Stats, size)
 	for i, sn := range nodes {
 		sentBefore[i] = sn.bw.GetBandwidthTotals()
@@ -208,9 +249,7 @@ func runScale(t *testing.T, size int) {
 				if down[i] && round >= 1 {
 					continue // it publishes what it missed once it is back and confirmed
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				_, err := nodes[i].n.Publish(ctx, chans[c], "note", map[string]any{"text": fmt.Sprintf("c%03d round %d", i, round)}, nil)
-				cancel()
+				err := nodes[i].publish(chans[c], fmt.Sprintf("c%03d round %d", i, round))
 				if err != nil {
 					t.Fatalf("c%03d publishes in ch%03d: %v", i, c, err)
 				}
@@ -241,9 +280,7 @@ func runScale(t *testing.T, size int) {
 				// confirmed its own head (Publish says so): it retries.
 				var err error
 				for try := time.Now(); time.Since(try) < 2*time.Minute; time.Sleep(time.Second) {
-					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-					_, err = nodes[i].n.Publish(ctx, chans[c], "note", map[string]any{"text": fmt.Sprintf("c%03d late round %d", i, round)}, nil)
-					cancel()
+					err = nodes[i].publish(chans[c], fmt.Sprintf("c%03d late round %d", i, round))
 					if err == nil || !strings.Contains(err.Error(), "not confirmed") {
 						break
 					}
@@ -319,12 +356,19 @@ func runScale(t *testing.T, size int) {
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
 	cpu := cpuTime() - cpuBefore
+	pprof.StopCPUProfile()
+	nodeCPU, harnessCPU := byNode(t, cpuProf.Bytes(), "cpu")
+	var goProf bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&goProf, 0)
+	nodeGoroutines, harnessGoroutines := byNode(t, goProf.Bytes(), "goroutine")
 
 	// What each node paid, by its own channel count.
 	type row struct {
 		nodes, conns int
 		in, out      int64
 		msgs         float64 // records stored: own and received
+		cpu          time.Duration
+		goroutines   int64
 	}
 	rows := map[int]*row{}
 	for i, sn := range nodes {
@@ -343,27 +387,41 @@ func runScale(t *testing.T, size int) {
 		r.msgs += counterValue(t, sn.n.metrics.accepted)
 		r.in += tot.TotalIn - sentBefore[i].TotalIn
 		r.out += tot.TotalOut - sentBefore[i].TotalOut
+		r.cpu += time.Duration(nodeCPU[sn.name])
+		r.goroutines += nodeGoroutines[sn.name]
 	}
 	keys := make([]int, 0, len(rows))
 	for k := range rows {
 		keys = append(keys, k)
 	}
 	sort.Ints(keys)
-	// Goroutines, heap, RSS and CPU are the process's: one process holds
-	// every node, so per node they are shares.
+	// Heap and RSS are the process's: one process holds every node, so per
+	// node they are shares (Go's heap profile carries no labels). CPU time
+	// and goroutines are each node's own, by profile label; what carries no
+	// node's label is the harness's (and the Go runtime's).
 	t.Logf("N=%d: %d records delivered to every member, 0 lost, none at a non-member; converged %s after the last publish; "+
 		"workload %s; per node: CPU %s, %d goroutines, heap %.1f MB, RSS %.1f MB, %.1f MB allocated",
 		size, total, converge.Round(time.Millisecond), elapsed.Round(time.Millisecond),
 		(cpu / time.Duration(size)).Round(time.Millisecond), runtime.NumGoroutine()/size,
 		float64(after.HeapInuse)/1e6/float64(size), rssMB()/float64(size),
 		float64(after.TotalAlloc-before.TotalAlloc)/1e6/float64(size))
+	var labelled int64
+	for _, v := range nodeCPU {
+		labelled += v
+	}
+	if all := labelled + harnessCPU; all > 0 {
+		t.Logf("N=%d: CPU in the nodes %s, in the harness and runtime %s (%.0f %%); the process used %.2f of 2 cores over the workload; %d goroutines outside the nodes",
+			size, time.Duration(labelled).Round(time.Millisecond), time.Duration(harnessCPU).Round(time.Millisecond),
+			100*float64(harnessCPU)/float64(all), cpu.Seconds()/elapsed.Seconds(), harnessGoroutines)
+	}
 	for _, k := range keys {
 		r := rows[k]
 		if r.nodes == 0 {
 			continue
 		}
-		t.Logf("N=%d: nodes in %2d channels: %3d nodes, %.1f connections, %.0f records stored, %.0f KB in, %.0f KB out per node",
-			size, k, r.nodes, float64(r.conns)/float64(r.nodes), r.msgs/float64(r.nodes), float64(r.in)/1e3/float64(r.nodes), float64(r.out)/1e3/float64(r.nodes))
+		t.Logf("N=%d: nodes in %2d channels: %3d nodes, %.1f connections, %.0f records stored, %.0f KB in, %.0f KB out, CPU %s, %.0f goroutines per node",
+			size, k, r.nodes, float64(r.conns)/float64(r.nodes), r.msgs/float64(r.nodes), float64(r.in)/1e3/float64(r.nodes), float64(r.out)/1e3/float64(r.nodes),
+			(r.cpu / time.Duration(r.nodes)).Round(time.Millisecond), float64(r.goroutines)/float64(r.nodes))
 	}
 }
 
@@ -389,17 +447,22 @@ func startScaleNode(t *testing.T, name, home string, listen ...string) *scaleNod
 	}
 	bw := lpmetrics.NewBandwidthCounter()
 	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})).With("company", name)
-	n, err := New(cfg, WithLogger(log), WithoutNATPortMap(), WithHostOptions(libp2p.BandwidthReporter(bw)))
+	// Every goroutine the node starts, and those they start, carry its
+	// label, so that profiles tell the nodes apart.
+	var n *Node
+	pprof.Do(context.Background(), pprof.Labels("node", name), func(context.Context) {
+		if n, err = New(cfg, WithLogger(log), WithoutNATPortMap(), WithHostOptions(libp2p.BandwidthReporter(bw))); err == nil {
+			err = n.Start()
+		}
+	})
+	if n != nil {
+		t.Cleanup(func() { n.Close() })
+	}
 	if err != nil {
 		t.Error(err)
 		return nil
 	}
-	if err := n.Start(); err != nil {
-		t.Error(err)
-		return nil
-	}
-	t.Cleanup(func() { n.Close() })
-	return &scaleNode{n: n, bw: bw, home: cfg.Home}
+	return &scaleNode{name: name, n: n, bw: bw, home: cfg.Home}
 }
 
 // scaleChannel founds a channel of members (the admin first) and has each
