@@ -44,7 +44,10 @@ type governance struct {
 	mu       sync.RWMutex
 	chans    map[cid.Cid]*channelState
 	profiles map[peer.ID]profile
-	loading  bool // loadGovernance folds each channel once, at the end
+	// keylogs: each company's key log, the longest this node verified
+	// (protocol.KeyLog), from the keys records it holds or was sent.
+	keylogs map[peer.ID]*protocol.KeyLog
+	loading bool // loadGovernance folds each channel once, at the end
 }
 
 type profile struct {
@@ -63,11 +66,12 @@ type channelState struct {
 	admins      map[peer.ID]bool
 	members     map[peer.ID]bool // active members, admins included
 	removed     map[peer.ID]uint64
+	keys        map[peer.ID]*protocol.Signed // each author's newest keys record here
 }
 
 func loadGovernance(s *store.Store, self peer.ID) (*governance, error) {
-	g := &governance{self: self, chans: map[cid.Cid]*channelState{}, profiles: map[peer.ID]profile{}, loading: true}
-	for _, kind := range []string{protocol.KindChannelGenesis, protocol.KindChannelMembers, protocol.KindProfile} {
+	g := &governance{self: self, chans: map[cid.Cid]*channelState{}, profiles: map[peer.ID]profile{}, keylogs: map[peer.ID]*protocol.KeyLog{}, loading: true}
+	for _, kind := range []string{protocol.KindKeys, protocol.KindChannelGenesis, protocol.KindChannelMembers, protocol.KindProfile} {
 		cursor := ""
 		for {
 			recs, next, err := s.ByKind(kind, 1000, cursor)
@@ -109,6 +113,9 @@ func (g *governance) check(s *protocol.Signed) error {
 			return fmt.Errorf("%w: a disclosure links exactly one record with rel %s, the one its body carries (%s)", protocol.ErrMalformed, RelDiscloses, want)
 		}
 	}
+	if err := g.checkSigner(s); err != nil {
+		return err
+	}
 	if r.Kind == protocol.KindChannelGenesis {
 		admins := peersOf(r.Body["admins"])
 		if !slices.Contains(admins, r.Author) {
@@ -135,6 +142,83 @@ func (g *governance) check(s *protocol.Signed) error {
 		return fmt.Errorf("%w: %s in %s", ErrNotMember, r.Author, st.name)
 	}
 	return nil
+}
+
+// ErrKeyLogFork: a keys record whose key log is neither the one this node
+// holds nor an extension of it: two key logs signed for one company.
+var ErrKeyLogFork = errors.New("the author's key log forked")
+
+// checkSigner decides whether the key that signed s signs for its author at
+// its place in the chain, by the author's key log. A keys record's own log
+// is learned first, even if the record itself is refused later: it is
+// verified on its own, from the company's first key, and the records it
+// makes valid may have come first (a channel's genesis signed by a rotated
+// key reaches a joining partner before the keys record after it).
+func (g *governance) checkSigner(s *protocol.Signed) error {
+	r := s.Record
+	signer := s.Signer
+	if signer == "" && len(s.Envelope) > 0 {
+		signer, _ = protocol.SignerOf(s.Envelope)
+	}
+	if signer == "" {
+		signer = r.Author
+	}
+	if r.Kind == protocol.KindKeyEvent {
+		return fmt.Errorf("%w: a key-event belongs in its author's key log; a keys record carries it into a channel", protocol.ErrMalformed)
+	}
+	g.mu.RLock()
+	log := g.keylogs[r.Author]
+	g.mu.RUnlock()
+	if r.Kind == protocol.KindKeys {
+		carried, err := protocol.KeyLogOf(r.Author, r.Body)
+		if err != nil {
+			return fmt.Errorf("%w: %w", protocol.ErrMalformed, err)
+		}
+		switch {
+		case carried.Extends(log):
+			g.learnKeyLog(carried)
+			log = carried
+		case !log.Extends(carried):
+			return fmt.Errorf("%w: %s's keys record %s carries a key log that is not an extension of the %d entries held here", ErrKeyLogFork, r.Author, s.CID, len(log.Entries))
+		}
+	}
+	if log == nil {
+		if signer == r.Author {
+			return nil
+		}
+		return fmt.Errorf("%w: %s is not %s's first key, and no key log of %s has reached this node yet", ErrPendingChange, signer, r.Author, r.Author)
+	}
+	err := log.Check(signer, s.ChannelOf(), r.Seq)
+	if _, known := log.Key(signer); err != nil && !known {
+		// Perhaps added by an entry this node has not received yet.
+		return fmt.Errorf("%w: %w", ErrPendingChange, err)
+	}
+	return err
+}
+
+// learnKeyLog keeps l as its author's key log when it extends the one held.
+func (g *governance) learnKeyLog(l *protocol.KeyLog) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.keepKeyLog(l)
+}
+
+// keepKeyLog is learnKeyLog for a caller that holds g.mu.
+func (g *governance) keepKeyLog(l *protocol.KeyLog) {
+	if old := g.keylogs[l.Author]; old == nil || (l.Extends(old) && len(l.Entries) > len(old.Entries)) {
+		g.keylogs[l.Author] = l
+	}
+}
+
+// keyLog returns p's key log: the one held, or that of a company that has
+// changed no key.
+func (g *governance) keyLog(p peer.ID) *protocol.KeyLog {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if l := g.keylogs[p]; l != nil {
+		return l
+	}
+	return protocol.NewKeyLog(p)
 }
 
 // checkChange decides whether membership change s counts.
@@ -209,6 +293,21 @@ func (g *governance) apply(s *protocol.Signed) bool {
 			st.recompute()
 		}
 		return true
+	case protocol.KindKeys:
+		st := g.chans[r.Channel]
+		if st == nil {
+			st = &channelState{id: r.Channel, changes: map[cid.Cid]*protocol.Signed{}}
+			g.chans[r.Channel] = st
+		}
+		if st.keys == nil {
+			st.keys = map[peer.ID]*protocol.Signed{}
+		}
+		if old := st.keys[r.Author]; old == nil || old.Record.Seq < r.Seq {
+			st.keys[r.Author] = s
+		}
+		if l, err := protocol.KeyLogOf(r.Author, r.Body); err == nil {
+			g.keepKeyLog(l)
+		}
 	case protocol.KindProfile:
 		p := g.profiles[r.Author]
 		if r.Time >= p.time {
@@ -310,6 +409,32 @@ func (g *governance) joined() []cid.Cid {
 	return out
 }
 
+// known returns every channel whose genesis the node holds.
+func (g *governance) known() []cid.Cid {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	var out []cid.Cid
+	for id, st := range g.chans {
+		if st.genesis != nil {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// keysHeld is how many key-log entries the newest keys record of author in
+// ch carries.
+func (g *governance) keysHeld(ch cid.Cid, author peer.ID) int {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	st := g.chans[ch]
+	if st == nil || st.keys[author] == nil {
+		return 0
+	}
+	l, _ := st.keys[author].Record.Body["log"].([]any)
+	return len(l)
+}
+
 // isJoined reports whether the node is an active member of ch.
 func (g *governance) isJoined(ch cid.Cid) bool {
 	g.mu.RLock()
@@ -387,8 +512,14 @@ func (g *governance) channel(ch cid.Cid) (snapshot, bool) {
 	}
 	slices.Sort(s.admins)
 	slices.Sort(s.members)
-	// In causal order, as records are sent: the pending ones last.
-	s.governance = append(slices.Clone(st.view.Order), st.view.Pending...)
+	// The members' key logs first (a genesis or change signed by a
+	// rotated key needs its author's), then the membership in causal
+	// order, as records are sent: the pending ones last.
+	for _, p := range slices.Sorted(maps.Keys(st.keys)) {
+		s.governance = append(s.governance, st.keys[p])
+	}
+	s.governance = append(s.governance, st.view.Order...)
+	s.governance = append(s.governance, st.view.Pending...)
 	return s, true
 }
 

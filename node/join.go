@@ -174,6 +174,11 @@ func (n *Node) Join(ctx context.Context, code string) (cid.Cid, error) {
 	if !n.waitMesh(mctx, ch, inviter.ID) {
 		n.log.Warn("the inviter is not in this node's mesh yet; records will arrive by sync", "channel", ch, "peer", inviter.ID)
 	}
+	n.keyMu.RLock()
+	if err := n.spreadKeyLog(ctx); err != nil { // a company that changed keys
+		n.log.Warn("key log not sent to the channel joined", "channel", ch, "err", err)
+	}
+	n.keyMu.RUnlock()
 	n.shareProfile(ctx, ch)
 	n.log.Info("joined channel", "channel", ch, "inviter", inviter.ID)
 	return ch, nil
@@ -191,7 +196,7 @@ func verifyJoin(ch cid.Cid, self, inviter peer.ID, envs [][]byte) error {
 	var genesis *protocol.Signed
 	var changes []*protocol.Signed
 	for i, env := range envs {
-		s, err := protocol.Open(env)
+		s, err := protocol.OpenDelegated(env) // signers are checked as the records are ingested
 		if err != nil {
 			return fmt.Errorf("%w: record %d: %w", errBadJoinAnswer, i, err)
 		}

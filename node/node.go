@@ -39,13 +39,17 @@ import (
 // Node is a running sangsaeng node: its libp2p host, its channels on
 // gossipsub, its store and its local API.
 type Node struct {
-	cfg   *Config
-	log   *slog.Logger
-	key   crypto.PrivKey
-	self  peer.ID
-	host  host.Host
-	ps    *pubsub.PubSub
-	store *store.Store
+	cfg *Config
+	log *slog.Logger
+	key crypto.PrivKey // the identity key: the company's first, the host's
+	// signer is the key records are signed with (keys.go); keyMu is held
+	// for reading by Publish, for writing by a change of the key log.
+	signer atomic.Pointer[signingKey]
+	keyMu  sync.RWMutex
+	self   peer.ID
+	host   host.Host
+	ps     *pubsub.PubSub
+	store  *store.Store
 
 	gov      *governance
 	partners *partnerBook
@@ -179,6 +183,15 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 		checkQueue: make(chan *checkJob, 64),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	sign, err := cfg.SigningKey()
+	if err != nil {
+		return nil, err
+	}
+	sk, err := newSigningKey(sign)
+	if err != nil {
+		return nil, err
+	}
+	n.signer.Store(sk)
 
 	sopts := store.DefaultOptions()
 	sopts.Logger = n.log
@@ -315,6 +328,24 @@ func (n *Node) Start() error {
 		}
 	}
 	n.log.Info("node started", "peer", n.self, "addrs", n.addrs())
+	// A key change a crash cut short: finish it, and send the key log
+	// where it did not reach (once a partner confirmed the node's heads,
+	// as any publish waits for).
+	if err := n.finishRotation(); err != nil {
+		n.log.Error("cannot finish the key rotation under way", "err", err)
+	}
+	if n.Signer() != n.self {
+		n.log.Info("signing with a key of the company's key log", "key", n.Signer())
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.keyMu.RLock()
+		defer n.keyMu.RUnlock()
+		if err := n.spreadKeyLog(n.ctx); err != nil && n.ctx.Err() == nil {
+			n.log.Warn("key log not sent to every channel", "err", err)
+		}
+	}()
 	return nil
 }
 

@@ -27,6 +27,18 @@ var ErrNotJoined = errors.New("this node is not a member of the channel")
 // concurrent use: concurrent publishes are signed on every core and written
 // together, with one fsync.
 func (n *Node) Publish(ctx context.Context, ch cid.Cid, kind string, body map[string]any, links []protocol.Link) (*protocol.Signed, error) {
+	if kind == protocol.KindKeys || kind == protocol.KindKeyEvent {
+		return nil, badRequest{fmt.Errorf("publish: %w: the key log changes through sangsaeng key (rotate, add-device, revoke)", protocol.ErrMalformed)}
+	}
+	// A change of the key log waits for the records being signed, and
+	// they for it.
+	n.keyMu.RLock()
+	defer n.keyMu.RUnlock()
+	return n.publish(ctx, ch, kind, body, links)
+}
+
+// publish is Publish for a caller that holds keyMu.
+func (n *Node) publish(ctx context.Context, ch cid.Cid, kind string, body map[string]any, links []protocol.Link) (*protocol.Signed, error) {
 	if kind == protocol.KindChannelGenesis {
 		return nil, fmt.Errorf("publish: %w: a genesis founds a channel; use channel create", protocol.ErrMalformed)
 	}
@@ -190,6 +202,7 @@ func (n *Node) sealBatch(ch cid.Cid, reqs []*pubReq) []*protocol.Signed {
 		return fail(err)
 	}
 	now := time.Now().UnixMilli()
+	key := n.signer.Load()
 	var recs []*protocol.Record
 	var live []*pubReq
 	for _, q := range reqs {
@@ -197,7 +210,10 @@ func (n *Node) sealBatch(ch cid.Cid, reqs []*pubReq) []*protocol.Signed {
 			Channel: ch, Author: n.self, Seq: seq + 1, Prev: prev, Time: now,
 			Kind: q.kind, Links: q.links, Body: q.body,
 		}
-		if err := n.gov.check(&protocol.Signed{Record: r}); err != nil {
+		if err := n.gov.check(&protocol.Signed{Record: r, Signer: key.id}); err != nil {
+			if errors.Is(err, protocol.ErrKeyNotInForce) {
+				err = fmt.Errorf("%w; this home signs with an old key (restored from a backup?): copy keys/signing.key from the node that changed the key, or ask that node's operator; sangsaeng key ls shows the company's keys", err)
+			}
 			q.err = fmt.Errorf("publish: %w", err)
 			continue
 		}
@@ -212,7 +228,7 @@ func (n *Node) sealBatch(ch cid.Cid, reqs []*pubReq) []*protocol.Signed {
 	signed := make([]*protocol.Signed, len(recs))
 	errs := make([]error, len(recs))
 	parallel(len(recs), func(i int) {
-		signed[i], errs[i] = protocol.Seal(recs[i], n.key)
+		signed[i], errs[i] = protocol.SealWith(recs[i], key.key)
 	})
 	for _, err := range errs {
 		if err != nil {
@@ -345,15 +361,26 @@ func (n *Node) CreateChannel(ctx context.Context, name, description string, memb
 		return cid.Undef, fmt.Errorf("channel create: %w", err)
 	}
 	r := &protocol.Record{Author: n.self, Seq: 1, Time: time.Now().UnixMilli(), Kind: protocol.KindChannelGenesis, Body: body}
-	s, err := protocol.Seal(r, n.key)
+	n.keyMu.RLock()
+	s, err := protocol.SealWith(r, n.signer.Load().key)
+	if err == nil {
+		err = n.gov.checkSigner(s)
+	}
 	if err != nil {
+		n.keyMu.RUnlock()
 		return cid.Undef, fmt.Errorf("channel create: %w", err)
 	}
 	if _, err := n.store.Put(s); err != nil {
+		n.keyMu.RUnlock()
 		return cid.Undef, fmt.Errorf("channel create: %w", n.storeFailed(opPublish, err))
 	}
 	n.sync.confirm(s.CID)
 	n.accepted(s)
+	// A company that changed keys: the log that says its key signs.
+	if err := n.spreadKeyLog(ctx); err != nil {
+		n.log.Warn("key log not sent to the new channel", "channel", s.CID, "err", err)
+	}
+	n.keyMu.RUnlock()
 	n.shareProfile(ctx, s.CID)
 	n.log.Info("channel created", "channel", s.CID, "name", name)
 	return s.CID, nil

@@ -451,10 +451,12 @@ func (n *Node) verifyNow(ch cid.Cid, env []byte, from peer.ID) (*protocol.Signed
 func (n *Node) check(ch cid.Cid, env []byte, loaded *protocol.Signed) (*protocol.Signed, error) {
 	var s *protocol.Signed
 	var err error
+	// Any key may have signed it: the author's key log says whether that
+	// key signs for the author there (gov.check).
 	if loaded != nil {
-		s, err = protocol.OpenLoaded(loaded)
+		s, err = protocol.OpenLoadedDelegated(loaded)
 	} else {
-		s, err = protocol.Open(env)
+		s, err = protocol.OpenDelegated(env)
 	}
 	if err != nil {
 		return nil, err
@@ -569,6 +571,8 @@ func rejectReason(err error) string {
 		{ErrRemoved, "removed"},
 		{ErrNotAdmin, "not_admin"},
 		{ErrPendingChange, "pending_change"},
+		{protocol.ErrKeyNotInForce, "key_not_in_force"},
+		{ErrKeyLogFork, "key_log_fork"},
 		{errWrongChannel, "wrong_channel"},
 		{protocol.ErrUnknownKind, "unknown_kind"},
 		{protocol.ErrInvalidBody, "schema"},

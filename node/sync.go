@@ -772,7 +772,7 @@ func (n *Node) checkEnvelopes(ch cid.Cid, envs [][]byte) []ingestItem {
 						continue
 					}
 				}
-				s, err := protocol.Open(env)
+				s, err := protocol.OpenDelegated(env) // the author's key log decides the signer (gov.check)
 				if err == nil && s.ChannelOf() != ch {
 					err = fmt.Errorf("%w: record of channel %s sent in channel %s", errWrongChannel, s.ChannelOf(), ch)
 				}
@@ -843,8 +843,9 @@ func (n *Node) storeChecked(items []ingestItem, from peer.ID) (int, error) {
 			continue
 		}
 		switch s.Record.Kind {
-		case protocol.KindChannelGenesis, protocol.KindChannelMembers:
-			// Membership changes take effect before the records after them.
+		case protocol.KindChannelGenesis, protocol.KindChannelMembers, protocol.KindKeys:
+			// Membership and key changes take effect before the records
+			// after them.
 			if err := write(); err != nil {
 				return stored, err
 			}

@@ -38,6 +38,16 @@ func Seal(r *Record, key crypto.PrivKey) (*Signed, error) {
 	if id != r.Author {
 		return nil, fmt.Errorf("seal: key of %s cannot sign for author %s: %w", id, r.Author, ErrAuthorMismatch)
 	}
+	return SealWith(r, key)
+}
+
+// SealWith is Seal with any key: a key the author's key log puts in force
+// (KeyLog.Check), which only the reader of that log can tell.
+func SealWith(r *Record, key crypto.PrivKey) (*Signed, error) {
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
 	b, err := r.Encode()
 	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
@@ -50,14 +60,29 @@ func Seal(r *Record, key crypto.PrivKey) (*Signed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
-	return &Signed{Record: r, Bytes: b, CID: Sum(b), Envelope: raw}, nil
+	return &Signed{Record: r, Bytes: b, CID: Sum(b), Envelope: raw, Signer: id}, nil
 }
 
 // Open verifies a signed envelope and decodes the record inside. It fails
 // unless the envelope is in canonical form, its domain and payload type are
 // a record's, the signature verifies, the signing key is the record's author,
 // and the record decodes canonically.
-func Open(env []byte) (*Signed, error) { return open(env, nil) }
+func Open(env []byte) (*Signed, error) { return open(env, nil, false) }
+
+// OpenDelegated is Open for a record that a key other than its author's
+// may have signed: Signer names the key, and whether it signs for the
+// author is for the author's key log to say (KeyLog.Check). Everything
+// else is checked as Open checks it.
+func OpenDelegated(env []byte) (*Signed, error) { return open(env, nil, true) }
+
+// OpenLoadedDelegated is OpenLoaded that lets any key sign, as
+// OpenDelegated does.
+func OpenLoadedDelegated(l *Signed) (*Signed, error) {
+	if l == nil || l.Record == nil {
+		return nil, fmt.Errorf("%w: nothing loaded", ErrBadEnvelope)
+	}
+	return open(l.Envelope, l, true)
+}
 
 // OpenLoaded is Open for an envelope already decoded by Load, as a node
 // does to check an author's quota before it spends a signature check: it
@@ -66,10 +91,10 @@ func OpenLoaded(l *Signed) (*Signed, error) {
 	if l == nil || l.Record == nil {
 		return nil, fmt.Errorf("%w: nothing loaded", ErrBadEnvelope)
 	}
-	return open(l.Envelope, l)
+	return open(l.Envelope, l, false)
 }
 
-func open(env []byte, loaded *Signed) (*Signed, error) {
+func open(env []byte, loaded *Signed, delegated bool) (*Signed, error) {
 	if len(env) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("envelope is %d bytes: %w (the limit is %d bytes)", len(env), ErrTooLarge, MaxEnvelopeSize)
 	}
@@ -100,14 +125,32 @@ func open(env []byte, loaded *Signed) (*Signed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
 	}
-	if signer != r.Author {
+	if signer != r.Author && !delegated {
 		return nil, fmt.Errorf("signed by %s, author %s: %w", signer, r.Author, ErrAuthorMismatch)
 	}
-	return &Signed{Record: r, Bytes: p.b, CID: Sum(p.b), Envelope: env}, nil
+	return &Signed{Record: r, Bytes: p.b, CID: Sum(p.b), Envelope: env, Signer: signer}, nil
 }
 
 // Envelope protobuf field numbers (go-libp2p core/record/pb/envelope.proto).
-const envelopePayloadField = 3
+const (
+	envelopeKeyField     = 1
+	envelopePayloadField = 3
+)
+
+// SignerOf returns the key that signed an envelope, without verifying the
+// signature: for an envelope from the node's own store, which was verified
+// before it was stored.
+func SignerOf(env []byte) (peer.ID, error) {
+	b, err := envelopeField(env, envelopeKeyField)
+	if err != nil {
+		return "", err
+	}
+	k, err := crypto.UnmarshalPublicKey(b)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+	}
+	return peer.IDFromPublicKey(k)
+}
 
 // Load decodes a record from an envelope that was opened, and so verified,
 // before it was stored. It skips the signature check; use Open for anything
@@ -125,7 +168,10 @@ func Load(env []byte) (*Signed, error) {
 }
 
 // envelopePayload returns the payload field of an envelope without copying.
-func envelopePayload(env []byte) ([]byte, error) {
+func envelopePayload(env []byte) ([]byte, error) { return envelopeField(env, envelopePayloadField) }
+
+// envelopeField returns a bytes field of an envelope without copying.
+func envelopeField(env []byte, field protowire.Number) ([]byte, error) {
 	var out []byte
 	for len(env) > 0 {
 		num, typ, n := protowire.ConsumeTag(env)
@@ -133,7 +179,7 @@ func envelopePayload(env []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: %v", ErrBadEnvelope, protowire.ParseError(n))
 		}
 		env = env[n:]
-		if num == envelopePayloadField && typ == protowire.BytesType {
+		if num == field && typ == protowire.BytesType {
 			v, n := protowire.ConsumeBytes(env)
 			if n < 0 {
 				return nil, fmt.Errorf("%w: %v", ErrBadEnvelope, protowire.ParseError(n))
@@ -148,7 +194,7 @@ func envelopePayload(env []byte) ([]byte, error) {
 		env = env[n:]
 	}
 	if out == nil {
-		return nil, fmt.Errorf("%w: no payload", ErrBadEnvelope)
+		return nil, fmt.Errorf("%w: no field %d", ErrBadEnvelope, field)
 	}
 	return out, nil
 }

@@ -24,7 +24,7 @@ import (
 // allKinds is every kind this package must know.
 var allKinds = []string{
 	KindCarbonFootprint, KindChannelGenesis, KindChannelMembers, KindDespatchAdvice, KindDisclosure, KindEPCISEvent,
-	KindForecast, KindInventory, KindNote, KindOrder, KindOrderChange, KindOrderResponse,
+	KindForecast, KindInventory, KindKeyEvent, KindKeys, KindNote, KindOrder, KindOrderChange, KindOrderResponse,
 	KindProductionReport, KindProfile, KindQualityInspection, KindReceipt,
 }
 

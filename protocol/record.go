@@ -67,4 +67,8 @@ type Signed struct {
 	Bytes    []byte
 	CID      cid.Cid
 	Envelope []byte
+	// Signer is the key that signed Envelope: the author's own but for a
+	// company that changed keys (KeyLog). Set by Seal, SealWith and the
+	// Open functions; Load leaves it empty (see SignerOf).
+	Signer peer.ID
 }
