@@ -191,7 +191,9 @@ func Verify(r io.Reader) (*Report, error) {
 		if !ok {
 			return nil, fmt.Errorf("entry %d: the envelope %s of record %s is not in the bundle", i, e.envelope, e.record)
 		}
-		s, err := protocol.Open(b.data)
+		// Any key may have signed it; the author's key log in the bundle
+		// says whether that key signs for the author (below).
+		s, err := protocol.OpenDelegated(b.data)
 		if err != nil {
 			return nil, fmt.Errorf("record %s (block at byte %d): %w", e.record, b.offset, err)
 		}
@@ -235,6 +237,34 @@ func Verify(r io.Reader) (*Report, error) {
 		case protocol.KindChannelMembers:
 			g := gov(s.ChannelOf())
 			g.changes = append(g.changes, s)
+		}
+	}
+	// Keys: each author's longest key log among its keys records; two
+	// that do not extend one another are a forked key log.
+	keylogs := map[peer.ID]*protocol.KeyLog{}
+	for _, s := range recs {
+		if s.Record.Kind != protocol.KindKeys {
+			continue
+		}
+		l, err := protocol.KeyLogOf(s.Record.Author, s.Record.Body)
+		if err != nil {
+			return nil, fmt.Errorf("keys record %s: %w", s.CID, err)
+		}
+		old := keylogs[s.Record.Author]
+		switch {
+		case l.Extends(old):
+			keylogs[s.Record.Author] = l
+		case !old.Extends(l):
+			return nil, fmt.Errorf("keys record %s carries a key log of %s that forks from another in the bundle", s.CID, s.Record.Author)
+		}
+	}
+	for _, s := range recs {
+		log := keylogs[s.Record.Author]
+		if log == nil {
+			log = protocol.NewKeyLog(s.Record.Author)
+		}
+		if err := log.Check(s.Signer, s.ChannelOf(), s.Record.Seq); err != nil {
+			return nil, fmt.Errorf("record %s: %w (by the key logs in the bundle)", s.CID, err)
 		}
 	}
 	views := map[cid.Cid]protocol.View{}

@@ -291,22 +291,27 @@ func (n *Node) addGovernance(b *evidence.Builder, ch cid.Cid) error {
 		return fmt.Errorf("the genesis of channel %s: %w", ch, err)
 	}
 	b.Add(g, false)
-	cursor := ""
-	for {
-		page, next, err := n.store.ByKind(protocol.KindChannelMembers, 1000, cursor)
-		if err != nil {
-			return err
-		}
-		for _, s := range page {
-			if s.ChannelOf() == ch {
-				b.Add(s, false)
+	// The membership changes, and the members' key logs, which say which
+	// key signs for whom.
+	for _, kind := range []string{protocol.KindChannelMembers, protocol.KindKeys} {
+		cursor := ""
+		for {
+			page, next, err := n.store.ByKind(kind, 1000, cursor)
+			if err != nil {
+				return err
 			}
+			for _, s := range page {
+				if s.ChannelOf() == ch {
+					b.Add(s, false)
+				}
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
 		}
-		if next == "" {
-			return nil
-		}
-		cursor = next
 	}
+	return nil
 }
 
 // receiptOrders finds the orders a receipt's despatch-advice fulfils: the

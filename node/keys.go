@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/sangsaeng/sangsaeng/node/api"
 	"github.com/sangsaeng/sangsaeng/protocol"
 )
 
@@ -336,4 +338,83 @@ func (n *Node) spreadKeyLog(ctx context.Context) error {
 		return fmt.Errorf("the key log reached only some channels (it is sent again at the next start): %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// keysView is the API shape of the company's key log.
+func (n *Node) keysView() *api.Keys {
+	log := n.KeyLog()
+	v := &api.Keys{Company: n.self.String(), Signer: n.Signer().String(), Entries: len(log.Entries), Keys: []api.KeyInfo{}}
+	for _, k := range log.Keys() {
+		info := api.KeyInfo{Key: k.Key.String(), State: "in force", Added: k.Added, At: k.At, Signing: k.Key == n.Signer()}
+		switch k.Left {
+		case protocol.KeyRotate:
+			info.State, info.By = "rotated", k.By.String()
+		case protocol.KeyRevoke:
+			info.State = "revoked"
+		}
+		if !k.InForce() {
+			info.From = map[string]uint64{}
+			for c, s := range k.From {
+				info.From[c.String()] = s
+			}
+		}
+		v.Keys = append(v.Keys, info)
+	}
+	return v
+}
+
+func (n *Node) apiRotateKey(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var req api.KeyChange
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	id, err := n.RotateKey(r.Context(), req.Note)
+	if err != nil {
+		return nil, err
+	}
+	return &api.KeyChanged{Key: id.String()}, nil
+}
+
+func (n *Node) apiAddDeviceKey(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var req api.KeyChange
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	id, file, err := n.AddDeviceKey(r.Context(), req.Note)
+	if err != nil {
+		return nil, err
+	}
+	return &api.KeyChanged{Key: id.String(), File: file}, nil
+}
+
+func (n *Node) apiRevokeKey(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var req api.KeyChange
+	if err := decodeJSON(r, &req); err != nil {
+		return nil, err
+	}
+	key, err := parsePeer(req.Key)
+	if err != nil {
+		return nil, err
+	}
+	ch := cid.Undef
+	if req.Channel != "" {
+		if ch, err = n.resolveChannel(req.Channel); err != nil {
+			return nil, err
+		}
+	}
+	return nil, n.RevokeKey(r.Context(), key, req.FromSeq, ch, req.Note)
+}
+
+// keyNote says where the author's key log leaves the key that signed s.
+func (n *Node) keyNote(s *protocol.Signed) string {
+	k, ok := n.gov.keyLog(s.Record.Author).Key(s.Signer)
+	switch {
+	case !ok:
+		return "not a key of the author's key log as this node holds it"
+	case k.Left == protocol.KeyRotate:
+		return fmt.Sprintf("rotated later (key-log entry %d, replaced by %s)", k.At, k.By)
+	case k.Left == protocol.KeyRevoke:
+		return fmt.Sprintf("revoked later (key-log entry %d)", k.At)
+	}
+	return "in force"
 }

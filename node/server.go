@@ -158,6 +158,10 @@ func (n *Node) Handler() http.Handler {
 	h("GET /v1/events", n.apiEvents)
 	h("GET /v1/records/{cid}/backlinks", n.apiBacklinks)
 	h("GET /v1/qr", apiQR)
+	h("GET /v1/keys", func(http.ResponseWriter, *http.Request) (any, error) { return n.keysView(), nil })
+	h("POST /v1/keys/rotate", n.apiRotateKey)
+	h("POST /v1/keys/devices", n.apiAddDeviceKey)
+	h("POST /v1/keys/revoke", n.apiRevokeKey)
 	// The dashboard's sign-in: a one-time code for the token's holder, a
 	// check of the session for its page, and signing out.
 	mux.HandleFunc("POST /v1/dashboard/code", func(w http.ResponseWriter, r *http.Request) {
@@ -659,7 +663,7 @@ func (n *Node) apiGet(_ http.ResponseWriter, r *http.Request) (any, error) {
 // checked, and its place in the author's chain as far as the store holds it.
 func (n *Node) verify(env []byte) *api.Verify {
 	v := &api.Verify{Errors: []string{}}
-	s, err := protocol.Open(env)
+	s, err := protocol.OpenDelegated(env) // the author's key log decides the signer (gov.check)
 	if err != nil {
 		if c, cerr := protocol.EnvelopeCID(env); cerr == nil {
 			v.CID = c.String()
@@ -667,7 +671,8 @@ func (n *Node) verify(env []byte) *api.Verify {
 		v.Errors = append(v.Errors, "signature: "+err.Error())
 		return v
 	}
-	v.CID, v.Author = s.CID.String(), s.Record.Author.String()
+	v.CID, v.Author, v.Signer = s.CID.String(), s.Record.Author.String(), s.Signer.String()
+	v.Key = n.keyNote(s)
 	if err := n.gov.check(s); err != nil {
 		v.Errors = append(v.Errors, "membership: "+err.Error())
 	}

@@ -55,6 +55,9 @@ func cmdVerify(ctx context.Context, env *Env, args []string) error {
 			ok = "NO"
 		}
 		fmt.Fprintf(tw, "ok\t%s\ncid\t%s\nauthor\t%s\n", ok, dash(res.CID), dash(res.Author))
+		if res.Signer != "" && (res.Signer != res.Author || res.Key != "in force") {
+			fmt.Fprintf(tw, "signed by\t%s, %s\n", res.Signer, res.Key)
+		}
 		if d := res.Disclosed; d != nil {
 			who := d.Author
 			if d.AuthorName != "" {

@@ -345,3 +345,27 @@ func (c *Client) WaitReady(ctx context.Context) error {
 		}
 	}
 }
+
+// Keys returns the company's key log.
+func (c *Client) Keys(ctx context.Context) (*Keys, error) {
+	var v Keys
+	return &v, c.do(ctx, http.MethodGet, "/v1/keys", nil, &v)
+}
+
+// RotateKey makes a new signing key and puts it in force in place of the
+// node's.
+func (c *Client) RotateKey(ctx context.Context, note string) (*KeyChanged, error) {
+	var v KeyChanged
+	return &v, c.do(ctx, http.MethodPost, "/v1/keys/rotate", KeyChange{Note: note}, &v)
+}
+
+// AddDeviceKey makes a key for another server of the company.
+func (c *Client) AddDeviceKey(ctx context.Context, note string) (*KeyChanged, error) {
+	var v KeyChanged
+	return &v, c.do(ctx, http.MethodPost, "/v1/keys/devices", KeyChange{Note: note}, &v)
+}
+
+// RevokeKey takes a key out of force.
+func (c *Client) RevokeKey(ctx context.Context, req KeyChange) error {
+	return c.do(ctx, http.MethodPost, "/v1/keys/revoke", req, nil)
+}

@@ -181,9 +181,14 @@ const NextCursorHeader = "Next-Cursor"
 // Verify is the result of checking a record: signature, CID, schema,
 // membership and chain position.
 type Verify struct {
-	OK     bool     `json:"ok"`
-	CID    string   `json:"cid"`
-	Author string   `json:"author"`
+	OK     bool   `json:"ok"`
+	CID    string `json:"cid"`
+	Author string `json:"author"`
+	// Signer is the key that signed the record: the author's own but for
+	// a company that changed keys; Key says where the author's key log
+	// leaves that key now ("in force", or rotated or revoked later).
+	Signer string   `json:"signer,omitempty"`
+	Key    string   `json:"key,omitempty"`
 	Errors []string `json:"errors"`
 	// Disclosed, for a disclosure, is the record it carries, as checked:
 	// its signature and CID hold, its author signed it in its channel.
@@ -522,4 +527,51 @@ type Backlink struct {
 	Rel    string `json:"rel"`
 	Kind   string `json:"kind,omitempty"`
 	Author string `json:"author,omitempty"`
+}
+
+// Keys is the company's key log as the node holds it (GET /v1/keys).
+type Keys struct {
+	// Company is the company's peer ID: its first key.
+	Company string `json:"company"`
+	// Signer is the key this node signs records with now.
+	Signer string `json:"signer"`
+	// Entries is how many changes the key log holds.
+	Entries int       `json:"entries"`
+	Keys    []KeyInfo `json:"keys"`
+}
+
+// KeyInfo is one key of the company.
+type KeyInfo struct {
+	Key string `json:"key"`
+	// State is "in force", "rotated" (replaced; it still verifies what it
+	// signed before) or "revoked".
+	State string `json:"state"`
+	// Added is the key-log entry that put it in force; 0 for the first key.
+	Added uint64 `json:"added"`
+	// At is the entry that rotated or revoked it; By, for a rotation, the
+	// key that replaced it.
+	At uint64 `json:"at,omitempty"`
+	By string `json:"by,omitempty"`
+	// From: once out of force, per channel the first seq it no longer
+	// signs; it signs nothing in a channel not listed.
+	From    map[string]uint64 `json:"from,omitempty"`
+	Signing bool              `json:"signing,omitempty"`
+}
+
+// KeyChange asks for a rotation or a device key (POST /v1/keys/rotate,
+// /v1/keys/devices), or a revocation (POST /v1/keys/revoke: Key, and
+// FromSeq in Channel, or in every channel without it; 0 for from the next
+// record).
+type KeyChange struct {
+	Key     string `json:"key,omitempty"`
+	FromSeq uint64 `json:"fromSeq,omitempty"`
+	Channel string `json:"channel,omitempty"`
+	Note    string `json:"note,omitempty"`
+}
+
+// KeyChanged is the key a change put in force, and for a device key the
+// file the node wrote it to.
+type KeyChanged struct {
+	Key  string `json:"key"`
+	File string `json:"file,omitempty"`
 }
