@@ -57,6 +57,9 @@ type Config struct {
 	Relay RelayConfig `toml:"relay"`
 	// SyncInterval is how often the node runs anti-entropy sync with its partners.
 	SyncInterval Duration `toml:"sync_interval"`
+	// ReceiptInterval is how often, at most, the node publishes a signed
+	// receipt of what it holds of each channel, where that changed.
+	ReceiptInterval Duration `toml:"receipt_interval"`
 	// AuthorQuota is how many records per second, in bursts of twice as
 	// many, the node takes over gossip from one author in one channel; the
 	// rest wait for sync. 0 turns the quota off.
@@ -112,13 +115,14 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // DefaultConfig returns the configuration `sangsaeng init` writes.
 func DefaultConfig() *Config {
 	return &Config{
-		Listen:       []string{"/ip4/0.0.0.0/tcp/4801", "/ip4/0.0.0.0/udp/4801/quic-v1"},
-		API:          api.DefaultAddr,
-		LogLevel:     "info",
-		MDNS:         true,
-		SyncInterval: Duration{30 * time.Second},
-		AuthorQuota:  5000,
-		Relay:        RelayConfig{MaxReservations: 128, MaxCircuits: 16},
+		Listen:          []string{"/ip4/0.0.0.0/tcp/4801", "/ip4/0.0.0.0/udp/4801/quic-v1"},
+		API:             api.DefaultAddr,
+		LogLevel:        "info",
+		MDNS:            true,
+		SyncInterval:    Duration{30 * time.Second},
+		ReceiptInterval: Duration{10 * time.Minute},
+		AuthorQuota:     5000,
+		Relay:           RelayConfig{MaxReservations: 128, MaxCircuits: 16},
 	}
 }
 
@@ -164,6 +168,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SyncInterval.Duration < time.Second {
 		return fmt.Errorf("config: sync_interval %s is below one second", c.SyncInterval)
+	}
+	if c.ReceiptInterval.Duration < time.Second {
+		return fmt.Errorf("config: receipt_interval %s is below one second", c.ReceiptInterval)
 	}
 	if c.TimeZone != "" {
 		if _, err := time.LoadLocation(c.TimeZone); err != nil {

@@ -44,12 +44,13 @@ type Node struct {
 	key crypto.PrivKey // the identity key: the company's first, the host's
 	// signer is the key records are signed with (keys.go); keyMu is held
 	// for reading by Publish, for writing by a change of the key log.
-	signer atomic.Pointer[signingKey]
-	keyMu  sync.RWMutex
-	self   peer.ID
-	host   host.Host
-	ps     *pubsub.PubSub
-	store  *store.Store
+	signer   atomic.Pointer[signingKey]
+	receipts receipts
+	keyMu    sync.RWMutex
+	self     peer.ID
+	host     host.Host
+	ps       *pubsub.PubSub
+	store    *store.Store
 
 	gov      *governance
 	partners *partnerBook
@@ -181,6 +182,7 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 		pubQueue: make(chan *pubReq, 4*maxPubBatch), gossipQueue: make(chan gossipItem, 64),
 		putQueue: make(chan *putReq, 4*maxPutBatch), writerDone: make(chan struct{}),
 		checkQueue: make(chan *checkJob, 64),
+		receipts:   receipts{last: map[cid.Cid]*protocol.Signed{}},
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	sign, err := cfg.SigningKey()
@@ -282,6 +284,7 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 	n.host.SetStreamHandler(JoinID, n.handleJoin)
 	n.host.SetStreamHandler(SyncID, n.handleSync)
 	n.host.SetStreamHandler(FetchID, n.handleFetch)
+	n.host.SetStreamHandler(ReceiptID, n.handleReceipt)
 	ok = true
 	return n, nil
 }
@@ -306,7 +309,8 @@ func (n *Node) Start() error {
 			return err
 		}
 	}
-	n.wg.Add(5)
+	n.wg.Add(6)
+	go n.receiptLoop()
 	go n.dialLoop()
 	go n.relays.run()
 	go n.publisher()

@@ -158,6 +158,8 @@ func (n *Node) Handler() http.Handler {
 	h("GET /v1/events", n.apiEvents)
 	h("GET /v1/records/{cid}/backlinks", n.apiBacklinks)
 	h("GET /v1/qr", apiQR)
+	h("GET /v1/channels/{ch}/receipts", n.apiReceipts)
+	h("POST /v1/channels/{ch}/receipts", n.apiRequestReceipts)
 	h("GET /v1/keys", func(http.ResponseWriter, *http.Request) (any, error) { return n.keysView(), nil })
 	h("POST /v1/keys/rotate", n.apiRotateKey)
 	h("POST /v1/keys/devices", n.apiAddDeviceKey)

@@ -23,6 +23,9 @@ const (
 	KindKeyEvent = "key-event"
 	// KindKeys is a channel record that carries its author's key log.
 	KindKeys = "keys"
+	// KindHeadsReceipt is a member's signed statement of which records of
+	// a channel it holds (node/receipts.go).
+	KindHeadsReceipt = "heads-receipt"
 	// MaxKeyLog is the most entries a key log may hold.
 	MaxKeyLog = 64
 )

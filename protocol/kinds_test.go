@@ -24,7 +24,7 @@ import (
 // allKinds is every kind this package must know.
 var allKinds = []string{
 	KindCarbonFootprint, KindChannelGenesis, KindChannelMembers, KindDespatchAdvice, KindDisclosure, KindEPCISEvent,
-	KindForecast, KindInventory, KindKeyEvent, KindKeys, KindNote, KindOrder, KindOrderChange, KindOrderResponse,
+	KindForecast, KindHeadsReceipt, KindInventory, KindKeyEvent, KindKeys, KindNote, KindOrder, KindOrderChange, KindOrderResponse,
 	KindProductionReport, KindProfile, KindQualityInspection, KindReceipt,
 }
 

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sangsaeng/sangsaeng/node/api"
 )
@@ -14,7 +15,8 @@ import (
 // `sangsaeng verify` of A's record from before still succeeds on B and says
 // which key signed it and that it was rotated later; an evidence bundle B
 // exports verifies offline with both records; A adds a device key and
-// revokes it, and `sangsaeng key ls` shows each key's state.
+// revokes it, and `sangsaeng key ls` shows each key's state;
+// `sangsaeng receipts X --request` on A shows B's signed heads.
 func TestKeyDaemons(t *testing.T) {
 	bin := buildBinary(t)
 	a, b := startDaemon(t, bin, "A"), startDaemon(t, bin, "B")
@@ -57,6 +59,21 @@ func TestKeyDaemons(t *testing.T) {
 		t.Fatalf("the bundle does not list A's records:\n%s", out)
 	}
 	b.restartStopped()
+
+	// B caught up (it holds after): asked, it signs a receipt that A shows.
+	var rs []api.Receipt
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		a.mustJSON(&rs, "receipts", "X", "--request") // B restarted: once it is connected again
+		if len(rs) == 1 && rs[0].Seq > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(rs) != 1 || rs[0].Member != b.id || rs[0].Seq == 0 || rs[0].Seq != rs[0].Head || rs[0].Envelope == "" {
+		t.Fatalf("receipts on A: %+v", rs)
+	}
+	if out := a.mustRun("receipts", "X"); !strings.Contains(out, b.id) || !strings.Contains(out, fmt.Sprintf("%d of %d", rs[0].Seq, rs[0].Head)) {
+		t.Fatalf("receipts text on A:\n%s", out)
+	}
 
 	var dev api.KeyChanged
 	a.mustJSON(&dev, "key", "add-device", "--note", "backup server")

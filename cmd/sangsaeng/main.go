@@ -87,6 +87,7 @@ func init() {
 		{"watch", "[--channel C]", "print records as they arrive", cmdWatch},
 		{"kinds", "[KIND]", "list record kinds, or print one kind's JSON Schema", cmdKinds},
 		{"profile", "set --name N [--brn NUMBER]", "set the company profile shared with partners", cmdProfile},
+		{"receipts", "CHANNEL [--request]", "which partner holds this company's records up to which seq, signed", cmdReceipts},
 		{"key", "[ls | rotate | add-device | revoke KEY --from-seq N]", "the company's keys: rotate, add a device, revoke", cmdKey},
 		{"bench", "[--records N] [--payload BYTES] [--nodes N] [--rate R] [--phases LIST]", "measure throughput, latency, catch-up and memory on loopback", cmdBench},
 		{"dashboard", "", "print the link to the daemon's web dashboard", cmdDashboard},

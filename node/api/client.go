@@ -346,6 +346,18 @@ func (c *Client) WaitReady(ctx context.Context) error {
 	}
 }
 
+// Receipts returns what each member's newest receipt of ch says it holds
+// of this node's records; with request, the node first asks every
+// connected member for a receipt now.
+func (c *Client) Receipts(ctx context.Context, ch string, request bool) ([]Receipt, error) {
+	var v []Receipt
+	method := http.MethodGet
+	if request {
+		method = http.MethodPost
+	}
+	return v, c.do(ctx, method, "/v1/channels/"+url.PathEscape(ch)+"/receipts", nil, &v)
+}
+
 // Keys returns the company's key log.
 func (c *Client) Keys(ctx context.Context) (*Keys, error) {
 	var v Keys

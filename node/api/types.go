@@ -529,6 +529,24 @@ type Backlink struct {
 	Author string `json:"author,omitempty"`
 }
 
+// Receipt is what one member's newest signed receipt says it holds of this
+// node's records in a channel (GET /v1/channels/{ch}/receipts).
+type Receipt struct {
+	Member string `json:"member"`
+	Name   string `json:"name,omitempty"`
+	// Seq: the member holds this node's records 1..Seq; Head is this
+	// node's own head there, for comparison.
+	Seq  uint64 `json:"seq"`
+	Head uint64 `json:"head"`
+	// Since is when the member first said it held up to Seq; Time is its
+	// newest receipt's, CID and Envelope (base64url) that receipt, to keep
+	// and check offline. Empty when the member has sent none.
+	Since    string `json:"since,omitempty"`
+	Time     string `json:"time,omitempty"`
+	CID      string `json:"cid,omitempty"`
+	Envelope string `json:"envelope,omitempty"`
+}
+
 // Keys is the company's key log as the node holds it (GET /v1/keys).
 type Keys struct {
 	// Company is the company's peer ID: its first key.
