@@ -84,17 +84,13 @@ func (n *Node) lastReceipt(ch cid.Cid) *sp.Signed {
 	return newest
 }
 
-// receiptHeadsOf reads a receipt's heads.
+// receiptHeadsOf reads a receipt's heads: seqs by author (none for a body
+// that does not parse; a stored receipt passed its schema).
 func receiptHeadsOf(s *sp.Signed) map[peer.ID]uint64 {
 	out := map[peer.ID]uint64{}
-	l, _ := s.Record.Body["heads"].([]any)
-	for _, e := range l {
-		m, _ := e.(map[string]any)
-		as, _ := m["author"].(string)
-		seq, _ := m["seq"].(int64)
-		if a, err := peer.Decode(as); err == nil && seq > 0 {
-			out[a] = uint64(seq)
-		}
+	held, _ := sp.ParseHeadsReceipt(s.Record.Body)
+	for a, h := range held {
+		out[a] = h.Seq
 	}
 	return out
 }

@@ -209,3 +209,33 @@ func FuzzKeyLog(f *testing.F) {
 		}
 	})
 }
+
+// FuzzHeadsReceipt: a heads-receipt body from outside never panics, and
+// one it accepts names every author once with a seq of at least 1.
+func FuzzHeadsReceipt(f *testing.F) {
+	_, a := testKey(f, 1)
+	seed, err := EncodeValue(map[string]any{"heads": []any{map[string]any{"author": a.String(), "seq": int64(3), "cid": testChannel.String()}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := DecodeValue(b)
+		if err != nil {
+			return
+		}
+		body, ok := v.(map[string]any)
+		if !ok {
+			return
+		}
+		got, err := ParseHeadsReceipt(body)
+		if err != nil {
+			return
+		}
+		for p, h := range got {
+			if h.Seq < 1 || !h.CID.Defined() || p == "" {
+				t.Fatalf("accepted %s at %+v", p, h)
+			}
+		}
+	})
+}
