@@ -47,6 +47,8 @@ type governance struct {
 	// keylogs: each company's key log, the longest this node verified
 	// (protocol.KeyLog), from the keys records it holds or was sent.
 	keylogs map[peer.ID]*protocol.KeyLog
+	// head is the store's contiguous head of an author in a channel.
+	head    func(ch cid.Cid, author peer.ID) uint64
 	loading bool // loadGovernance folds each channel once, at the end
 }
 
@@ -70,7 +72,8 @@ type channelState struct {
 }
 
 func loadGovernance(s *store.Store, self peer.ID) (*governance, error) {
-	g := &governance{self: self, chans: map[cid.Cid]*channelState{}, profiles: map[peer.ID]profile{}, keylogs: map[peer.ID]*protocol.KeyLog{}, loading: true}
+	g := &governance{self: self, chans: map[cid.Cid]*channelState{}, profiles: map[peer.ID]profile{}, keylogs: map[peer.ID]*protocol.KeyLog{}, loading: true,
+		head: func(ch cid.Cid, author peer.ID) uint64 { h, _ := s.Head(ch, author); return h }}
 	for _, kind := range []string{protocol.KindKeys, protocol.KindChannelGenesis, protocol.KindChannelMembers, protocol.KindProfile} {
 		cursor := ""
 		for {
@@ -146,14 +149,17 @@ func (g *governance) check(s *protocol.Signed) error {
 
 // ErrKeyLogFork: a keys record whose key log is neither the one this node
 // holds nor an extension of it: two key logs signed for one company.
-var ErrKeyLogFork = errors.New("the author's key log forked")
+var ErrKeyLogFork = protocol.ErrKeyLogForked
 
 // checkSigner decides whether the key that signed s signs for its author at
-// its place in the chain, by the author's key log. A keys record's own log
-// is learned first, even if the record itself is refused later: it is
-// verified on its own, from the company's first key, and the records it
-// makes valid may have come first (a channel's genesis signed by a rotated
-// key reaches a joining partner before the keys record after it).
+// its place in the chain, by the author's key log. It changes nothing: a
+// keys record's log counts for the record itself, and becomes the author's
+// once the record is stored (apply). A signer the log does not name is
+// pending only where the node lacks some of the author's records before
+// this one in the channel, which may hold the keys record that adds it (a
+// company publishes its log in a channel before it signs there with a new
+// key); else it is refused, held against the sender as a forged author was
+// before key logs.
 func (g *governance) checkSigner(s *protocol.Signed) error {
 	r := s.Record
 	signer := s.Signer
@@ -170,27 +176,20 @@ func (g *governance) checkSigner(s *protocol.Signed) error {
 	log := g.keylogs[r.Author]
 	g.mu.RUnlock()
 	if r.Kind == protocol.KindKeys {
-		carried, err := protocol.KeyLogOf(r.Author, r.Body)
+		carried, err := protocol.ExtendKeyLog(log, r.Author, r.Body)
+		if errors.Is(err, protocol.ErrKeyLogForked) {
+			return fmt.Errorf("%w: %s's keys record %s: %w", ErrKeyLogFork, r.Author, s.CID, err)
+		}
 		if err != nil {
 			return fmt.Errorf("%w: %w", protocol.ErrMalformed, err)
 		}
-		switch {
-		case carried.Extends(log):
-			g.learnKeyLog(carried)
-			log = carried
-		case !log.Extends(carried):
-			return fmt.Errorf("%w: %s's keys record %s carries a key log that is not an extension of the %d entries held here", ErrKeyLogFork, r.Author, s.CID, len(log.Entries))
-		}
+		log = carried
 	}
 	if log == nil {
-		if signer == r.Author {
-			return nil
-		}
-		return fmt.Errorf("%w: %s is not %s's first key, and no key log of %s has reached this node yet", ErrPendingChange, signer, r.Author, r.Author)
+		log = protocol.NewKeyLog(r.Author)
 	}
 	err := log.Check(signer, s.ChannelOf(), r.Seq)
-	if _, known := log.Key(signer); err != nil && !known {
-		// Perhaps added by an entry this node has not received yet.
+	if _, known := log.Key(signer); err != nil && !known && g.head != nil && g.head(s.ChannelOf(), r.Author)+1 < r.Seq {
 		return fmt.Errorf("%w: %w", ErrPendingChange, err)
 	}
 	return err
@@ -305,7 +304,7 @@ func (g *governance) apply(s *protocol.Signed) bool {
 		if old := st.keys[r.Author]; old == nil || old.Record.Seq < r.Seq {
 			st.keys[r.Author] = s
 		}
-		if l, err := protocol.KeyLogOf(r.Author, r.Body); err == nil {
+		if l, err := protocol.ExtendKeyLog(g.keylogs[r.Author], r.Author, r.Body); err == nil {
 			g.keepKeyLog(l)
 		}
 	case protocol.KindProfile:

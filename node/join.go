@@ -274,6 +274,17 @@ type joinAdmitted struct{}
 // a membership change may come before the change that made its author an
 // admin. It makes passes until no record is left or a pass adds nothing.
 func (n *Node) ingestAll(ch cid.Cid, envs [][]byte, from peer.ID) error {
+	// The members' key logs first: a genesis or change signed by a
+	// rotated key counts by its author's, and the keys record that
+	// carries it cannot be stored before the genesis. A log verifies on
+	// its own, from its company's first key.
+	for _, env := range envs {
+		if s, err := protocol.OpenDelegated(env); err == nil && s.Record.Kind == protocol.KindKeys && s.ChannelOf() == ch {
+			if l, err := protocol.ExtendKeyLog(n.gov.keyLog(s.Record.Author), s.Record.Author, s.Record.Body); err == nil {
+				n.gov.learnKeyLog(l)
+			}
+		}
+	}
 	pending := envs
 	for len(pending) > 0 {
 		var next [][]byte

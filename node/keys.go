@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/sangsaeng/sangsaeng/node/api"
 	"github.com/sangsaeng/sangsaeng/protocol"
+	"github.com/sangsaeng/sangsaeng/store"
 )
 
 // Key files in the home (docs/design.md, "Keys"). identity.key is the
@@ -83,7 +85,14 @@ func writeKeyFile(path string, k crypto.PrivKey) error {
 		f.Close()
 		return err
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	// The file's name, and the directories made for it, durable too.
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(filepath.Dir(path)))
 }
 
 // syncDir makes a rename in dir durable.
@@ -158,13 +167,19 @@ func (n *Node) finishRotation() error {
 	}
 	cur := filepath.Join(dir, signingKeyFile)
 	if old, err := os.ReadFile(cur); err == nil {
-		if ok, err := newKeyFromBytes(old); err == nil {
-			if err := os.MkdirAll(filepath.Join(dir, "retired"), 0o700); err != nil {
-				return err
-			}
-			if err := os.Rename(cur, filepath.Join(dir, "retired", ok.String()+".key")); err != nil {
-				return err
-			}
+		// Moved aside, never overwritten, readable or not.
+		name := "unreadable-" + strconv.FormatInt(time.Now().UnixNano(), 10) + ".key"
+		if id, err := newKeyFromBytes(old); err == nil {
+			name = id.String() + ".key"
+		}
+		if err := os.MkdirAll(filepath.Join(dir, "retired"), 0o700); err != nil {
+			return err
+		}
+		if err := os.Rename(cur, filepath.Join(dir, "retired", name)); err != nil {
+			return err
+		}
+		if err := syncDir(filepath.Join(dir, "retired")); err != nil {
+			return err
 		}
 	}
 	// identity.key stays: it names the company and its libp2p host.
@@ -224,7 +239,9 @@ func (n *Node) RevokeKey(ctx context.Context, key peer.ID, fromSeq uint64, ch ci
 		return badRequest{fmt.Errorf("revoke: %s is not one of the company's keys (sangsaeng key ls)", key)}
 	}
 	return n.changeKeys(ctx, func(heads map[cid.Cid]uint64, joined map[cid.Cid]bool) (protocol.KeyEvent, error) {
-		from := keyPoints(heads, joined, fromSeq, ch)
+		// The keys record is signed by the node's key, not the revoked
+		// one: the revoked key signs nothing from the next seq on.
+		from := keyPoints(heads, nil, fromSeq, ch)
 		for c, f := range from {
 			recs, err := n.store.ByAuthor(c, n.self, f, heads[c])
 			if err != nil {
@@ -242,14 +259,15 @@ func (n *Node) RevokeKey(ctx context.Context, key peer.ID, fromSeq uint64, ch ci
 }
 
 // keyPoints is, per channel the company has records in or is a member of,
-// the first seq a retired or revoked key no longer signs: after the keys
-// record that carries the change (which takes the next seq in a joined
-// channel), or fromSeq where that is earlier (in ch only, when given).
-func keyPoints(heads map[cid.Cid]uint64, joined map[cid.Cid]bool, fromSeq uint64, ch cid.Cid) map[cid.Cid]uint64 {
+// the first seq a retired or revoked key no longer signs: the next seq, or
+// in a channel of signedBy the one after (the keys record that carries the
+// change, signed by the key it retires), or fromSeq where that is earlier
+// (in ch only, when given).
+func keyPoints(heads map[cid.Cid]uint64, signedBy map[cid.Cid]bool, fromSeq uint64, ch cid.Cid) map[cid.Cid]uint64 {
 	out := map[cid.Cid]uint64{}
 	for c, h := range heads {
 		f := h + 1
-		if joined[c] {
+		if signedBy[c] {
 			f = h + 2
 		}
 		if fromSeq > 0 && (!ch.Defined() || ch == c) {
@@ -267,6 +285,13 @@ func keyPoints(heads map[cid.Cid]uint64, joined map[cid.Cid]bool, fromSeq uint64
 func (n *Node) changeKeys(ctx context.Context, event func(heads map[cid.Cid]uint64, joined map[cid.Cid]bool) (protocol.KeyEvent, error), after func() error) error {
 	if !n.started.Load() {
 		return fmt.Errorf("keys: %w: the node is not started", errClosed)
+	}
+	// A partner confirms the node's heads before the lock, which Publish
+	// waits for: the keys records publish at once under it.
+	for _, c := range n.gov.joined() {
+		if err := n.sync.confirmOwnHead(ctx, c); err != nil {
+			return fmt.Errorf("keys: %w", err)
+		}
 	}
 	n.keyMu.Lock()
 	defer n.keyMu.Unlock()
@@ -301,9 +326,15 @@ func (n *Node) changeKeys(ctx context.Context, event func(heads map[cid.Cid]uint
 	for _, e := range log.Entries {
 		envs = append(envs, e.Envelope)
 	}
-	next, err := protocol.OpenKeyLog(n.self, append(envs, entry.Envelope))
+	envs = append(envs, entry.Envelope)
+	next, err := protocol.OpenKeyLog(n.self, envs)
 	if err != nil {
 		return badRequest{fmt.Errorf("keys: %w", err)}
+	}
+	// Durable before anything counts on it: a change that reaches no
+	// channel now is sent at the next start.
+	if err := n.saveKeyLog(envs); err != nil {
+		return fmt.Errorf("keys: storing the key log: %w", n.storeFailed(opPublish, err))
 	}
 	n.gov.learnKeyLog(next)
 	spreadErr := n.spreadKeyLog(ctx)
@@ -314,6 +345,53 @@ func (n *Node) changeKeys(ctx context.Context, event func(heads map[cid.Cid]uint
 	}
 	n.log.Info("key log changed", "op", ev.Op, "key", ev.Key, "entries", len(next.Entries))
 	return spreadErr
+}
+
+// The node's own key log, kept in the store's meta (namespace keys) as
+// well as in the keys records it publishes: a change is durable before any
+// channel has it.
+const (
+	keysMetaNS  = "keys"
+	keysMetaLog = "log"
+)
+
+func (n *Node) saveKeyLog(envs [][]byte) error {
+	l := make([]any, len(envs))
+	for i, e := range envs {
+		l[i] = e
+	}
+	b, err := protocol.EncodeValue(l)
+	if err != nil {
+		return err
+	}
+	return n.store.PutMeta(keysMetaNS, keysMetaLog, b)
+}
+
+// loadKeyLog reads the node's own key log from the store's meta.
+func (n *Node) loadKeyLog() error {
+	b, err := n.store.GetMeta(keysMetaNS, keysMetaLog)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	v, err := protocol.DecodeValue(b)
+	if err != nil {
+		return fmt.Errorf("the key log in the store: %w", err)
+	}
+	items, _ := v.([]any)
+	envs := make([][]byte, 0, len(items))
+	for _, it := range items {
+		e, _ := it.([]byte)
+		envs = append(envs, e)
+	}
+	l, err := protocol.OpenKeyLog(n.self, envs)
+	if err != nil {
+		return fmt.Errorf("the key log in the store: %w", err)
+	}
+	n.gov.learnKeyLog(l)
+	return nil
 }
 
 // spreadKeyLog publishes the company's key log in each channel the node is
@@ -407,10 +485,13 @@ func (n *Node) apiRevokeKey(_ http.ResponseWriter, r *http.Request) (any, error)
 
 // keyNote says where the author's key log leaves the key that signed s.
 func (n *Node) keyNote(s *protocol.Signed) string {
-	k, ok := n.gov.keyLog(s.Record.Author).Key(s.Signer)
+	log := n.gov.keyLog(s.Record.Author)
+	k, ok := log.Key(s.Signer)
 	switch {
 	case !ok:
 		return "not a key of the author's key log as this node holds it"
+	case log.Check(s.Signer, s.ChannelOf(), s.Record.Seq) != nil:
+		return fmt.Sprintf("out of force at this record (%s at key-log entry %d)", k.Left, k.At)
 	case k.Left == protocol.KeyRotate:
 		return fmt.Sprintf("rotated later (key-log entry %d, replaced by %s)", k.At, k.By)
 	case k.Left == protocol.KeyRevoke:

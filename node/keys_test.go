@@ -97,6 +97,12 @@ func TestKeyRotation(t *testing.T) {
 	if _, err := protocol.Open(before.Envelope); err != nil {
 		t.Fatalf("a record from before the rotation: %v", err)
 	}
+	if v := b.verify(before.Envelope); len(v.Errors) > 0 || v.Signer != a.ID().String() || !strings.Contains(v.Key, "rotated later") {
+		t.Fatalf("B's verify of a record from before: %+v", v)
+	}
+	if v := b.verify(forged.Envelope); len(v.Errors) == 0 {
+		t.Fatalf("B's verify passes a record of the old key after the rotation: %+v", v)
+	}
 	st, ok := b.gov.keyLog(a.ID()).Key(a.ID())
 	if !ok || st.Left != protocol.KeyRotate || st.By != newID {
 		t.Fatalf("B's key log of A: %+v", st)
@@ -215,5 +221,103 @@ func TestKeyRevocation(t *testing.T) {
 		if !has(n, byDevice.CID) {
 			t.Fatalf("%s lost the device's record from before", n.cfg.Name)
 		}
+	}
+}
+
+// TestRotationWhilePartnersDown: A rotates while its only partner is down;
+// the change is durable at A (its key log survives a restart) and reaches
+// B when it is back. A restarted A whose head no partner has confirmed
+// yet refuses to rotate and changes nothing.
+func TestRotationWhilePartnersDown(t *testing.T) {
+	a, b := startNode(t, "A"), startNode(t, "B")
+	x := link(t, a, b, "X")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	publishNotes(t, a, x, 1, "before")
+	cfgB := b.cfg
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	newID, err := a.RotateKey(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = restart(t, a)
+	if a.Signer() != newID || len(a.KeyLog().Entries) != 1 {
+		t.Fatalf("after a restart A signs with %s, its key log has %d entries", a.Signer(), len(a.KeyLog().Entries))
+	}
+	// Restarted with B still down: A's head is unconfirmed, so a second
+	// rotation is refused before anything changes.
+	short, cancelShort := context.WithTimeout(ctx, 3*time.Second)
+	defer cancelShort()
+	if _, err := a.RotateKey(short, ""); err == nil {
+		t.Fatal("A rotated with its own head unconfirmed")
+	}
+	if a.Signer() != newID || len(a.KeyLog().Entries) != 1 {
+		t.Fatalf("a refused rotation changed the key: %s, %d entries", a.Signer(), len(a.KeyLog().Entries))
+	}
+	b = reopen(t, cfgB)
+	connectAll(t, []*Node{a, b})
+	after := publishNotesRetry(t, a, x, "after")
+	waitFor(t, "B to take A's record signed with the new key", 30*time.Second, func() bool { return has(b, after.CID) })
+	if st, _ := b.gov.keyLog(a.ID()).Key(a.ID()); st.Left != protocol.KeyRotate {
+		t.Fatalf("B's key log of A: %+v", st)
+	}
+}
+
+// publishNotesRetry publishes one note, retrying while the node's own head
+// is not confirmed yet (after a restart).
+func publishNotesRetry(t *testing.T, n *Node, ch cid.Cid, text string) *protocol.Signed {
+	t.Helper()
+	var err error
+	for try := time.Now(); time.Since(try) < 30*time.Second; time.Sleep(200 * time.Millisecond) {
+		var s *protocol.Signed
+		if s, err = n.Publish(context.Background(), ch, "note", map[string]any{"text": text}, nil); err == nil {
+			return s
+		}
+		if !strings.Contains(err.Error(), "not confirmed") {
+			break
+		}
+	}
+	t.Fatal(err)
+	return nil
+}
+
+// TestKeyLogChecksChangeNothing: a record "by A" signed with a stranger's
+// key, where B holds A's chain up to it, is refused outright, not left
+// pending; a keys record that B only verifies (or refuses) does not become
+// A's key log at B.
+func TestKeyLogChecksChangeNothing(t *testing.T) {
+	a, b := startNode(t, "A"), startNode(t, "B")
+	x := link(t, a, b, "X")
+	last := publishNotes(t, a, x, 2, "A's")
+	waitFor(t, "A's records at B", 20*time.Second, func() bool { return has(b, last.CID) })
+	stranger, _ := newKey(t)
+	forged := sealWithKey(t, a, x, stranger, "by A, says the stranger")
+	if _, err := b.ingest(x, forged.Envelope, a.ID(), opGossip); !errors.Is(err, protocol.ErrKeyNotInForce) || errors.Is(err, ErrPendingChange) {
+		t.Fatalf("a forged author: %v", err)
+	}
+	// One who holds A's first key signs a key log of its own choosing and
+	// a keys record carrying it; B is only asked to verify it.
+	_, thief := newKey(t)
+	log := protocol.NewKeyLog(a.ID())
+	entry, err := protocol.SealWith(log.Next(protocol.KeyEvent{Op: protocol.KeyAdd, Key: thief}, 1), a.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := log.Append(entry); err != nil {
+		t.Fatal(err)
+	}
+	seq, prev, err := a.ownHead(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := protocol.SealWith(&protocol.Record{Channel: x, Author: a.ID(), Seq: seq + 1, Prev: prev, Time: 1, Kind: protocol.KindKeys, Body: log.KeysBody()}, a.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.verify(keys.Envelope)
+	if n := len(b.gov.keyLog(a.ID()).Entries); n != 0 {
+		t.Fatalf("verifying a keys record gave B a key log of A of %d entries", n)
 	}
 }

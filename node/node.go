@@ -182,7 +182,7 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 		pubQueue: make(chan *pubReq, 4*maxPubBatch), gossipQueue: make(chan gossipItem, 64),
 		putQueue: make(chan *putReq, 4*maxPutBatch), writerDone: make(chan struct{}),
 		checkQueue: make(chan *checkJob, 64),
-		receipts:   receipts{last: map[cid.Cid]*protocol.Signed{}},
+		receipts:   receipts{last: map[cid.Cid]*protocol.Signed{}, forced: map[cid.Cid]time.Time{}},
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	sign, err := cfg.SigningKey()
@@ -222,6 +222,9 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 		return nil, err
 	}
 	if n.gov, err = loadGovernance(n.store, self); err != nil {
+		return nil, err
+	}
+	if err := n.loadKeyLog(); err != nil {
 		return nil, err
 	}
 	n.quota = quotas{rate: rate.Limit(cfg.AuthorQuota), burst: max(1, 2*cfg.AuthorQuota)}

@@ -336,6 +336,11 @@ func (n *Node) validator(ch cid.Cid) func(context.Context, peer.ID, *pubsub.Mess
 			return pubsub.ValidationIgnore
 		case errors.Is(err, errIgnore):
 			return pubsub.ValidationIgnore
+		case errors.Is(err, ErrKeyLogFork):
+			// The other side of a forked key log: an honest relay may
+			// hold it first; neither stored nor forwarded here.
+			n.log.Warn("a keys record forks its author's key log from the one held", "channel", ch, "peer", from, "err", err)
+			return pubsub.ValidationIgnore
 		case errors.Is(err, ErrPendingChange):
 			// A membership change ahead of this node: not the sender's
 			// fault. Sync brings what it follows, in causal order.

@@ -35,9 +35,15 @@ const ReceiptID = protocol.ID("/sangsaeng/receipt/1.0.0")
 // since when; each is a signed record, verifiable offline and carried by
 // evidence bundles as any other record of the channel.
 type receipts struct {
-	mu   sync.Mutex
-	last map[cid.Cid]*sp.Signed // the node's newest receipt per channel, this run
+	mu     sync.Mutex
+	last   map[cid.Cid]*sp.Signed // the node's newest receipt per channel, this run
+	forced map[cid.Cid]time.Time  // when a member's request last made one
+	one    sync.Mutex             // one receipt made at a time
 }
+
+// forcedEvery bounds the receipts members' requests make: one per channel
+// in that time; a request in between gets the newest.
+const forcedEvery = 10 * time.Second
 
 // receiptHeads is what the node holds of ch: each other author's
 // contiguous head, with its CID.
@@ -100,6 +106,17 @@ func receiptHeadsOf(s *sp.Signed) map[peer.ID]uint64 {
 // when it changed at all. It returns the newest receipt, new or not (nil
 // when the node holds nothing of others).
 func (n *Node) receipt(ctx context.Context, ch cid.Cid, force bool) (*sp.Signed, error) {
+	n.receipts.one.Lock()
+	defer n.receipts.one.Unlock()
+	if force {
+		n.receipts.mu.Lock()
+		if time.Since(n.receipts.forced[ch]) < forcedEvery {
+			force = false
+		} else {
+			n.receipts.forced[ch] = time.Now()
+		}
+		n.receipts.mu.Unlock()
+	}
 	heads, body, err := n.receiptHeads(ch)
 	if err != nil {
 		return nil, err

@@ -74,10 +74,20 @@ func TestReceipts(t *testing.T) {
 		}
 		return false
 	})
-	// Receipts do not answer receipts: with nothing else published, C's
-	// chain stays where it is.
-	time.Sleep(200 * time.Millisecond)
+	// Receipts do not answer receipts: B publishes one (it holds C's new
+	// receipt), and C, which takes it, publishes none in answer.
+	waitFor(t, "B to hold C's newest receipt", 20*time.Second, func() bool {
+		h, _ := b.store.Head(x, c.ID())
+		hc, _ := c.store.Head(x, c.ID())
+		return h == hc
+	})
 	h1, _ := c.store.Head(x, c.ID())
+	bHead, _ := b.store.Head(x, b.ID())
+	time.Sleep(forcedEvery) // B's last forced receipt was made for A's request
+	if s, err := b.receipt(ctx, x, true); err != nil || s == nil || s.Record.Seq <= bHead {
+		t.Fatalf("B's receipt: %v", err)
+	}
+	waitFor(t, "C to hold B's receipt", 20*time.Second, func() bool { h, _ := c.store.Head(x, b.ID()); return h > bHead })
 	stays(t, "C publishing no receipt in answer to receipts", 3*time.Second, func() bool {
 		h, _ := c.store.Head(x, c.ID())
 		return h == h1

@@ -833,7 +833,7 @@ func (n *Node) storeChecked(items []ingestItem, from peer.ID) (int, error) {
 		}
 		s := it.s
 		if err := n.gov.check(s); err != nil {
-			if errors.Is(err, ErrPendingChange) {
+			if errors.Is(err, ErrPendingChange) || errors.Is(err, ErrKeyLogFork) {
 				// Follows a change the answerer did not send (yet): not
 				// its fault; a later sync brings it.
 				n.metrics.rejected.WithLabelValues(rejectReason(err)).Inc()

@@ -28,6 +28,9 @@ const (
 	KindHeadsReceipt = "heads-receipt"
 	// MaxKeyLog is the most entries a key log may hold.
 	MaxKeyLog = 64
+	// keyLogReserve entries at the end of a key log take no add, so that
+	// a log filled with devices can still rotate and revoke.
+	keyLogReserve = 8
 )
 
 // Key-event operations.
@@ -137,6 +140,11 @@ type KeyState struct {
 	// From: once the key left force, per channel the first seq it no
 	// longer signs; in a channel not listed, it signs nothing.
 	From map[cid.Cid]uint64
+	// Rank: 0 for the company's first key and the keys that replace it
+	// by rotation; a key added by add ranks one below the key that added
+	// it. A key revokes only keys ranked below it (and itself), so a
+	// stolen device key cannot revoke the company's main key.
+	Rank int
 }
 
 // InForce reports whether the key still signs new records.
@@ -266,12 +274,18 @@ func (l *KeyLog) Append(s *Signed) error {
 		if known != nil {
 			return fmt.Errorf("%w: key %s is already in the log", ErrKeyLog, ev.Key)
 		}
+		if ev.Op == KeyAdd && len(l.Entries) >= MaxKeyLog-keyLogReserve {
+			return fmt.Errorf("%w: the key log holds %d entries; the last %d are kept for rotations and revocations", ErrKeyLog, len(l.Entries), keyLogReserve)
+		}
 	case KeyRevoke:
 		if known == nil {
 			return fmt.Errorf("%w: key %s is not in the log", ErrKeyLog, ev.Key)
 		}
 		if known.Left == KeyRevoke {
 			return fmt.Errorf("%w: key %s is revoked already", ErrKeyLog, ev.Key)
+		}
+		if by := l.keys[signer]; ev.Key != signer && known.InForce() && by.Rank >= known.Rank {
+			return fmt.Errorf("%w: %s (rank %d) cannot revoke %s (rank %d): a key revokes only itself, retired keys and keys added below it", ErrKeyLog, signer, by.Rank, ev.Key, known.Rank)
 		}
 		left := 0
 		for _, k := range l.InForce() {
@@ -285,11 +299,11 @@ func (l *KeyLog) Append(s *Signed) error {
 	}
 	switch ev.Op {
 	case KeyAdd:
-		l.put(&KeyState{Key: ev.Key, Added: r.Seq})
+		l.put(&KeyState{Key: ev.Key, Added: r.Seq, Rank: l.keys[signer].Rank + 1})
 	case KeyRotate:
 		old := l.keys[signer]
 		old.Left, old.At, old.By, old.From = KeyRotate, r.Seq, ev.Key, ev.From
-		l.put(&KeyState{Key: ev.Key, Added: r.Seq})
+		l.put(&KeyState{Key: ev.Key, Added: r.Seq, Rank: old.Rank})
 	case KeyRevoke:
 		from := ev.From
 		if !known.InForce() { // a revocation only narrows what the key signed
@@ -335,21 +349,69 @@ func (l *KeyLog) KeysBody() map[string]any {
 
 // KeyLogOf reads and verifies the key log a keys record by author carries.
 func KeyLogOf(author peer.ID, body map[string]any) (*KeyLog, error) {
+	return ExtendKeyLog(nil, author, body)
+}
+
+// clone returns a copy of l that Append can extend without changing l.
+func (l *KeyLog) clone() *KeyLog {
+	c := &KeyLog{Author: l.Author, Entries: slices.Clone(l.Entries), keys: map[peer.ID]*KeyState{}, order: slices.Clone(l.order)}
+	for k, s := range l.keys {
+		cp := *s
+		c.keys[k] = &cp
+	}
+	return c
+}
+
+// ExtendKeyLog reads the key log a keys record by author carries against
+// held, the log already verified (nil for none): a log that held extends
+// is held itself, without a signature checked; a longer one is held with
+// only its new entries verified and applied. A log that forks from held
+// is refused.
+func ExtendKeyLog(held *KeyLog, author peer.ID, body map[string]any) (*KeyLog, error) {
 	if err := ValidateBody(KindKeys, body); err != nil {
 		return nil, err
 	}
+	if held == nil {
+		held = NewKeyLog(author)
+	}
+	if held.Author != author {
+		return nil, fmt.Errorf("%w: the log of %s read against that of %s", ErrKeyLog, author, held.Author)
+	}
 	items, _ := body["log"].([]any)
-	envs := make([][]byte, 0, len(items))
+	var out *KeyLog
 	for i, it := range items {
-		s, _ := it.(string)
-		env, err := base64.RawURLEncoding.DecodeString(s)
+		str, _ := it.(string)
+		env, err := base64.RawURLEncoding.DecodeString(str)
 		if err != nil {
 			return nil, fmt.Errorf("%w: entry %d is not base64url: %v", ErrKeyLog, i+1, err)
 		}
-		envs = append(envs, env)
+		if i < len(held.Entries) {
+			c, err := EnvelopeCID(env)
+			if err != nil || c != held.Entries[i].CID {
+				return nil, fmt.Errorf("%w: entry %d is %s, not %s as in the log held", ErrKeyLogForked, i+1, c, held.Entries[i].CID)
+			}
+			continue
+		}
+		if out == nil {
+			out = held.clone()
+		}
+		s, err := OpenDelegated(env)
+		if err != nil {
+			return nil, fmt.Errorf("key log of %s, entry %d: %w", author, i+1, err)
+		}
+		if err := out.Append(s); err != nil {
+			return nil, fmt.Errorf("key log of %s: %w", author, err)
+		}
 	}
-	return OpenKeyLog(author, envs)
+	if out == nil {
+		return held, nil
+	}
+	return out, nil
 }
+
+// ErrKeyLogForked: a key log whose entries differ from those of the log
+// held for the same company: two logs signed for one company.
+var ErrKeyLogForked = errors.New("key log forked")
 
 // Extends reports whether l holds every entry of other, in order, and
 // perhaps more: a log that does not is a fork of the key log.

@@ -77,6 +77,17 @@ func TestKeyLogRotateAddRevoke(t *testing.T) {
 	if err := l.Check(dev, other, 5); !errors.Is(err, ErrKeyNotInForce) {
 		t.Fatalf("from the revocation point: %v", err)
 	}
+	// A device key cannot revoke the key that added it.
+	kd, dev2 := testKey(t, 4)
+	if _, err := keyEvent(t, l, k2, KeyEvent{Op: KeyAdd, Key: dev2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keyEvent(t, l, kd, KeyEvent{Op: KeyRevoke, Key: id2}); !errors.Is(err, ErrKeyLog) {
+		t.Fatalf("a device key revoked the main key: %v", err)
+	}
+	if _, err := keyEvent(t, l, k2, KeyEvent{Op: KeyRevoke, Key: dev2}); err != nil {
+		t.Fatal(err)
+	}
 	// The last key in force cannot be revoked.
 	if _, err := keyEvent(t, l, k2, KeyEvent{Op: KeyRevoke, Key: id2}); !errors.Is(err, ErrKeyLog) {
 		t.Fatalf("revoking the last key: %v", err)
@@ -236,6 +247,56 @@ func FuzzHeadsReceipt(f *testing.F) {
 			if h.Seq < 1 || !h.CID.Defined() || p == "" {
 				t.Fatalf("accepted %s at %+v", p, h)
 			}
+		}
+	})
+}
+
+// FuzzKeyEvent: any key-event body, signed by a key in force, either is
+// refused or leaves a log with a key in force that reads back the same;
+// the rules of Append, not the signature check, face the input.
+func FuzzKeyEvent(f *testing.F) {
+	k1 := func() crypto.PrivKey { k, _ := testKey(f, 1); return k }()
+	_, a := testKey(f, 1)
+	_, id2 := testKey(f, 2)
+	for _, ev := range []KeyEvent{
+		{Op: KeyRotate, Key: id2, From: map[cid.Cid]uint64{testChannel: 3}},
+		{Op: KeyAdd, Key: id2},
+		{Op: KeyRevoke, Key: a, From: map[cid.Cid]uint64{testChannel: 1}},
+	} {
+		b, err := EncodeValue(ev.Body())
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := DecodeValue(b)
+		if err != nil {
+			return
+		}
+		body, ok := v.(map[string]any)
+		if !ok {
+			return
+		}
+		l := NewKeyLog(a)
+		r := &Record{Channel: KeyLogID(a), Author: a, Seq: 1, Time: 1, Kind: KindKeyEvent, Body: body}
+		s, err := SealWith(r, k1)
+		if err != nil {
+			return // not a body a record can hold
+		}
+		o, err := OpenDelegated(s.Envelope)
+		if err != nil {
+			t.Fatalf("a sealed entry does not open: %v", err)
+		}
+		if l.Append(o) != nil {
+			return
+		}
+		if len(l.InForce()) == 0 {
+			t.Fatal("an entry left no key in force")
+		}
+		back, err := KeyLogOf(a, l.KeysBody())
+		if err != nil || !back.Extends(l) || !l.Extends(back) {
+			t.Fatalf("the log does not read back: %v", err)
 		}
 	})
 }
