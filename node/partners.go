@@ -384,11 +384,31 @@ func (n *Node) clearBackoff(p peer.ID) {
 }
 
 // Dial rounds: every dialEvery, and redialAfter after a partner's last
-// connection closed (an address change, a restart).
+// connection closed (an address change, a restart); every redialSoon while
+// a partner lost in the last lostRecently is still away (an outage that
+// heals: TestScale's partition took up to one dialEvery to converge).
 const (
-	dialEvery   = 30 * time.Second
-	redialAfter = 3 * time.Second
+	dialEvery    = 30 * time.Second
+	redialAfter  = 3 * time.Second
+	redialSoon   = 5 * time.Second
+	lostRecently = 2 * time.Minute
 )
+
+// partnerLostRecently reports whether a partner the node is not connected
+// to lost its last connection less than lostRecently ago.
+func (n *Node) partnerLostRecently() bool {
+	found := false
+	n.offline.Range(func(k, v any) bool {
+		p, _ := k.(peer.ID)
+		since, _ := v.(time.Time)
+		if time.Since(since) < lostRecently && n.partners.has(p) && n.host.Network().Connectedness(p) != network.Connected {
+			found = true
+			return false
+		}
+		return true
+	})
+	return found
+}
 
 // dialLoop keeps the node connected to its partners: the address book and
 // the members of its channels whose addresses it knows. A partner that
@@ -424,7 +444,11 @@ func (n *Node) dialLoop() {
 			continue
 		case <-t.C:
 		}
-		due = time.Now().Add(dialEvery)
+		next := dialEvery
+		if n.partnerLostRecently() {
+			next = redialSoon
+		}
+		due = time.Now().Add(next)
 		for p, e := range n.partners.all() {
 			if n.host.Network().Connectedness(p) == network.Connected || !n.gater.allowed(p) {
 				continue
@@ -438,7 +462,7 @@ func (n *Node) dialLoop() {
 				n.dialPartner(ai)
 			}()
 		}
-		t.Reset(dialEvery)
+		t.Reset(next)
 	}
 }
 
