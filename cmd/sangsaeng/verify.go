@@ -218,7 +218,14 @@ func readEnvelope(env *Env, arg string) (b []byte, isFile bool, err error) {
 // CID and the body against its kind's schema.
 func verifyOffline(envelope []byte) *api.Verify {
 	v := &api.Verify{Errors: []string{}}
-	s, err := protocol.Open(envelope)
+	s, err := protocol.OpenDelegated(envelope)
+	if err == nil && s.Signer != s.Record.Author {
+		// Another key than the company's first: only its key log says
+		// whether that key signs for it.
+		v.CID, v.Author, v.Signer = s.CID.String(), s.Record.Author.String(), s.Signer.String()
+		v.Errors = append(v.Errors, fmt.Sprintf("signed by key %s, not by %s's first key; whether that key signs for it is in its key log: verify with the daemon running, or verify an evidence bundle (sangsaeng export --format car)", s.Signer, s.Record.Author))
+		return v
+	}
 	if err != nil {
 		v.Errors = append(v.Errors, err.Error())
 		// Name the record if its bytes can be read at all.
