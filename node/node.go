@@ -347,6 +347,15 @@ func (n *Node) Start() error {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
+		// Heads confirmed first, outside the lock, which a key change
+		// waiting behind it would hold Publish up for.
+		if entries := len(n.KeyLog().Entries); entries > 0 {
+			for _, c := range n.gov.joined() {
+				if n.gov.keysHeld(c, n.self) < entries {
+					_ = n.sync.confirmOwnHead(n.ctx, c)
+				}
+			}
+		}
 		n.keyMu.RLock()
 		defer n.keyMu.RUnlock()
 		if err := n.spreadKeyLog(n.ctx); err != nil && n.ctx.Err() == nil {
