@@ -376,9 +376,21 @@ func (n *Node) loadKeyLog() error {
 	if err != nil {
 		return err
 	}
+	l, err := decodeKeyLog(n.self, b)
+	if err != nil {
+		// The channels' keys records hold it too.
+		n.log.Error("the key log in the store does not read; going on with the channels' keys records", "err", err)
+		return nil
+	}
+	n.gov.learnKeyLog(l)
+	return nil
+}
+
+// decodeKeyLog reads a key log saved by saveKeyLog.
+func decodeKeyLog(self peer.ID, b []byte) (*protocol.KeyLog, error) {
 	v, err := protocol.DecodeValue(b)
 	if err != nil {
-		return fmt.Errorf("the key log in the store: %w", err)
+		return nil, err
 	}
 	items, _ := v.([]any)
 	envs := make([][]byte, 0, len(items))
@@ -386,12 +398,7 @@ func (n *Node) loadKeyLog() error {
 		e, _ := it.([]byte)
 		envs = append(envs, e)
 	}
-	l, err := protocol.OpenKeyLog(n.self, envs)
-	if err != nil {
-		return fmt.Errorf("the key log in the store: %w", err)
-	}
-	n.gov.learnKeyLog(l)
-	return nil
+	return protocol.OpenKeyLog(self, envs)
 }
 
 // spreadKeyLog publishes the company's key log in each channel the node is

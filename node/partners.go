@@ -398,16 +398,20 @@ const (
 // to lost its last connection less than lostRecently ago.
 func (n *Node) partnerLostRecently() bool {
 	found := false
-	n.offline.Range(func(k, v any) bool {
+	n.offline.Range(func(k, _ any) bool {
 		p, _ := k.(peer.ID)
-		since, _ := v.(time.Time)
-		if time.Since(since) < lostRecently && n.partners.has(p) && n.host.Network().Connectedness(p) != network.Connected {
-			found = true
-			return false
-		}
-		return true
+		found = n.lostRecently(p)
+		return !found
 	})
 	return found
+}
+
+// lostRecently reports whether partner p, not connected, lost its last
+// connection less than lostRecently ago.
+func (n *Node) lostRecently(p peer.ID) bool {
+	v, ok := n.offline.Load(p)
+	since, _ := v.(time.Time)
+	return ok && time.Since(since) < lostRecently && n.partners.has(p) && n.host.Network().Connectedness(p) != network.Connected
 }
 
 // dialLoop keeps the node connected to its partners: the address book and
@@ -424,18 +428,20 @@ func (n *Node) dialLoop() {
 	}
 	t := time.NewTimer(0)
 	defer t.Stop()
-	due := time.Now() // of the next round
-	var busy sync.Map // peer.ID → dialling now
+	due := time.Now()     // of the next round
+	fullDue := time.Now() // of the next round that dials every partner away
+	var busy sync.Map     // peer.ID → dialling now
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case e := <-events:
 			ev, _ := e.(event.EvtPeerConnectednessChanged)
-			if ev.Connectedness == network.Connected {
+			switch {
+			case ev.Connectedness == network.Connected:
 				n.offline.Delete(ev.Peer)
-			} else {
-				n.offline.Store(ev.Peer, time.Now())
+			case ev.Connectedness == network.NotConnected && n.partners.has(ev.Peer):
+				n.offline.Store(ev.Peer, time.Now()) // partners only: the map stays small
 			}
 			if ev.Connectedness == network.NotConnected && n.partners.has(ev.Peer) && time.Until(due) > redialAfter {
 				due = time.Now().Add(redialAfter)
@@ -444,13 +450,22 @@ func (n *Node) dialLoop() {
 			continue
 		case <-t.C:
 		}
-		next := dialEvery
+		// A full round every dialEvery; in between, every redialSoon,
+		// only the partners lost in the last lostRecently.
+		full := !time.Now().Before(fullDue)
+		if full {
+			fullDue = time.Now().Add(dialEvery)
+		}
+		next := time.Until(fullDue)
 		if n.partnerLostRecently() {
-			next = redialSoon
+			next = min(next, redialSoon)
 		}
 		due = time.Now().Add(next)
 		for p, e := range n.partners.all() {
 			if n.host.Network().Connectedness(p) == network.Connected || !n.gater.allowed(p) {
+				continue
+			}
+			if !full && !n.lostRecently(p) {
 				continue
 			}
 			if _, dup := busy.LoadOrStore(p, true); dup {

@@ -37,8 +37,17 @@ func (n *Node) Publish(ctx context.Context, ch cid.Cid, kind string, body map[st
 	return n.publish(ctx, ch, kind, body, links)
 }
 
-// publish is Publish for a caller that holds keyMu.
+// publish is Publish for a caller that holds keyMu. Where the channel
+// lacks the company's newest key log (a key change that did not reach it),
+// the keys record goes first, so that partners can check the record's key.
 func (n *Node) publish(ctx context.Context, ch cid.Cid, kind string, body map[string]any, links []protocol.Link) (*protocol.Signed, error) {
+	if kind != protocol.KindKeys {
+		if log := n.KeyLog(); len(log.Entries) > n.gov.keysHeld(ch, n.self) && n.gov.isJoined(ch) {
+			if _, err := n.publish(ctx, ch, protocol.KindKeys, log.KeysBody(), nil); err != nil {
+				return nil, fmt.Errorf("publish: the company's key log first: %w", err)
+			}
+		}
+	}
 	if kind == protocol.KindChannelGenesis {
 		return nil, fmt.Errorf("publish: %w: a genesis founds a channel; use channel create", protocol.ErrMalformed)
 	}

@@ -110,12 +110,14 @@ func (n *Node) receipt(ctx context.Context, ch cid.Cid, force bool) (*sp.Signed,
 	defer n.receipts.one.Unlock()
 	if force {
 		n.receipts.mu.Lock()
-		if time.Since(n.receipts.forced[ch]) < forcedEvery {
-			force = false
-		} else {
+		limited := time.Since(n.receipts.forced[ch]) < forcedEvery
+		if !limited {
 			n.receipts.forced[ch] = time.Now()
 		}
 		n.receipts.mu.Unlock()
+		if limited { // a member asking again and again gets the newest
+			return n.lastReceipt(ch), nil
+		}
 	}
 	heads, body, err := n.receiptHeads(ch)
 	if err != nil {

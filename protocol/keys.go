@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -274,8 +275,9 @@ func (l *KeyLog) Append(s *Signed) error {
 		if known != nil {
 			return fmt.Errorf("%w: key %s is already in the log", ErrKeyLog, ev.Key)
 		}
-		if ev.Op == KeyAdd && len(l.Entries) >= MaxKeyLog-keyLogReserve {
-			return fmt.Errorf("%w: the key log holds %d entries; the last %d are kept for rotations and revocations", ErrKeyLog, len(l.Entries), keyLogReserve)
+		// The reserve: only revocations, and rotations of the main key.
+		if len(l.Entries) >= MaxKeyLog-keyLogReserve && (ev.Op == KeyAdd || l.keys[signer].Rank > 0) {
+			return fmt.Errorf("%w: the key log holds %d entries; the last %d are kept for revocations and rotations of the main key", ErrKeyLog, len(l.Entries), keyLogReserve)
 		}
 	case KeyRevoke:
 		if known == nil {
@@ -284,8 +286,11 @@ func (l *KeyLog) Append(s *Signed) error {
 		if known.Left == KeyRevoke {
 			return fmt.Errorf("%w: key %s is revoked already", ErrKeyLog, ev.Key)
 		}
-		if by := l.keys[signer]; ev.Key != signer && known.InForce() && by.Rank >= known.Rank {
-			return fmt.Errorf("%w: %s (rank %d) cannot revoke %s (rank %d): a key revokes only itself, retired keys and keys added below it", ErrKeyLog, signer, by.Rank, ev.Key, known.Rank)
+		// A key in force is revoked only by a key ranked above it, a
+		// retired one by a key of its rank or above: a device key cannot
+		// undo what the company's main key signed.
+		if by := l.keys[signer]; ev.Key != signer && (known.InForce() && by.Rank >= known.Rank || !known.InForce() && by.Rank > known.Rank) {
+			return fmt.Errorf("%w: %s (rank %d) cannot revoke %s (rank %d): a key revokes only itself, keys added below it and retired keys of its rank or below", ErrKeyLog, signer, by.Rank, ev.Key, known.Rank)
 		}
 		left := 0
 		for _, k := range l.InForce() {
@@ -386,9 +391,11 @@ func ExtendKeyLog(held *KeyLog, author peer.ID, body map[string]any) (*KeyLog, e
 			return nil, fmt.Errorf("%w: entry %d is not base64url: %v", ErrKeyLog, i+1, err)
 		}
 		if i < len(held.Entries) {
-			c, err := EnvelopeCID(env)
-			if err != nil || c != held.Entries[i].CID {
-				return nil, fmt.Errorf("%w: entry %d is %s, not %s as in the log held", ErrKeyLogForked, i+1, c, held.Entries[i].CID)
+			// The very bytes held, signature and all: a copy of an
+			// entry with another signature is not taken unverified.
+			if !bytes.Equal(env, held.Entries[i].Envelope) {
+				c, _ := EnvelopeCID(env)
+				return nil, fmt.Errorf("%w: entry %d is not the envelope of %s held (record %s)", ErrKeyLogForked, i+1, held.Entries[i].CID, c)
 			}
 			continue
 		}

@@ -85,6 +85,9 @@ func TestKeyLogRotateAddRevoke(t *testing.T) {
 	if _, err := keyEvent(t, l, kd, KeyEvent{Op: KeyRevoke, Key: id2}); !errors.Is(err, ErrKeyLog) {
 		t.Fatalf("a device key revoked the main key: %v", err)
 	}
+	if _, err := keyEvent(t, l, kd, KeyEvent{Op: KeyRevoke, Key: a}); !errors.Is(err, ErrKeyLog) {
+		t.Fatalf("a device key undid what the retired main key signed: %v", err)
+	}
 	if _, err := keyEvent(t, l, k2, KeyEvent{Op: KeyRevoke, Key: dev2}); err != nil {
 		t.Fatal(err)
 	}
