@@ -246,27 +246,11 @@ func Init(home string, o InitOptions) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw, err := crypto.MarshalPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
 	// O_EXCL: two inits racing cannot both write an identity.
-	f, err := os.OpenFile(filepath.Join(home, IdentityFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if err := writeKeyFile(filepath.Join(home, IdentityFile), key); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("init %s: %w", home, ErrExists)
 		}
-		return nil, fmt.Errorf("init: %w", err)
-	}
-	if _, err := f.Write(raw); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("init: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("init: %w", err)
-	}
-	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
 	tok := make([]byte, 32)
@@ -383,15 +367,7 @@ func (c *Config) edit(change func(*Config)) error {
 
 // Identity reads the node's private key.
 func (c *Config) Identity() (crypto.PrivKey, error) {
-	raw, err := os.ReadFile(filepath.Join(c.Home, IdentityFile))
-	if err != nil {
-		return nil, fmt.Errorf("identity: %w", err)
-	}
-	k, err := crypto.UnmarshalPrivateKey(raw)
-	if err != nil {
-		return nil, fmt.Errorf("identity %s: %w", filepath.Join(c.Home, IdentityFile), err)
-	}
-	return k, nil
+	return readKeyFile("identity", filepath.Join(c.Home, IdentityFile))
 }
 
 // PeerID returns the node's peer ID as text.

@@ -294,21 +294,14 @@ func (n *Node) addGovernance(b *evidence.Builder, ch cid.Cid) error {
 	// The membership changes, and the members' key logs, which say which
 	// key signs for whom.
 	for _, kind := range []string{protocol.KindChannelMembers, protocol.KindKeys} {
-		cursor := ""
-		for {
-			page, next, err := n.store.ByKind(kind, 1000, cursor)
-			if err != nil {
-				return err
+		err := n.store.ScanKind(kind, func(s *protocol.Signed) error {
+			if s.ChannelOf() == ch {
+				b.Add(s, false)
 			}
-			for _, s := range page {
-				if s.ChannelOf() == ch {
-					b.Add(s, false)
-				}
-			}
-			if next == "" {
-				break
-			}
-			cursor = next
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -75,19 +75,8 @@ func loadGovernance(s *store.Store, self peer.ID) (*governance, error) {
 	g := &governance{self: self, chans: map[cid.Cid]*channelState{}, profiles: map[peer.ID]profile{}, keylogs: map[peer.ID]*protocol.KeyLog{}, loading: true,
 		head: func(ch cid.Cid, author peer.ID) uint64 { h, _ := s.Head(ch, author); return h }}
 	for _, kind := range []string{protocol.KindKeys, protocol.KindChannelGenesis, protocol.KindChannelMembers, protocol.KindProfile} {
-		cursor := ""
-		for {
-			recs, next, err := s.ByKind(kind, 1000, cursor)
-			if err != nil {
-				return nil, fmt.Errorf("load governance: %w", err)
-			}
-			for _, r := range recs {
-				g.apply(r)
-			}
-			if next == "" {
-				break
-			}
-			cursor = next
+		if err := s.ScanKind(kind, func(r *protocol.Signed) error { g.apply(r); return nil }); err != nil {
+			return nil, fmt.Errorf("load governance: %w", err)
 		}
 	}
 	g.loading = false

@@ -49,17 +49,23 @@ func newSigningKey(k crypto.PrivKey) (*signingKey, error) {
 // SigningKey reads the key the node signs with: keys/signing.key once the
 // company rotated, else the identity key.
 func (c *Config) SigningKey() (crypto.PrivKey, error) {
-	path := filepath.Join(c.Home, KeysDir, signingKeyFile)
-	raw, err := os.ReadFile(path)
+	k, err := readKeyFile("signing key", filepath.Join(c.Home, KeysDir, signingKeyFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return c.Identity()
 	}
+	return k, err
+}
+
+// readKeyFile reads a libp2p-marshalled private key; what names it in
+// errors.
+func readKeyFile(what, path string) (crypto.PrivKey, error) {
+	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("signing key: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	k, err := crypto.UnmarshalPrivateKey(raw)
 	if err != nil {
-		return nil, fmt.Errorf("signing key %s: %w", path, err)
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	return k, nil
 }
@@ -147,16 +153,12 @@ func (n *Node) RotateKey(ctx context.Context, note string) (peer.ID, error) {
 func (n *Node) finishRotation() error {
 	dir := filepath.Join(n.cfg.Home, KeysDir)
 	nextPath := filepath.Join(dir, nextKeyFile)
-	raw, err := os.ReadFile(nextPath)
+	k, err := readKeyFile("the rotation's new key", nextPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
-	}
-	k, err := crypto.UnmarshalPrivateKey(raw)
-	if err != nil {
-		return fmt.Errorf("%s: %w", nextPath, err)
 	}
 	sk, err := newSigningKey(k)
 	if err != nil {
@@ -166,11 +168,13 @@ func (n *Node) finishRotation() error {
 		return os.Rename(nextPath, filepath.Join(dir, "unused-"+sk.id.String()+".key"))
 	}
 	cur := filepath.Join(dir, signingKeyFile)
-	if old, err := os.ReadFile(cur); err == nil {
+	if _, err := os.Stat(cur); err == nil {
 		// Moved aside, never overwritten, readable or not.
 		name := "unreadable-" + strconv.FormatInt(time.Now().UnixNano(), 10) + ".key"
-		if id, err := newKeyFromBytes(old); err == nil {
-			name = id.String() + ".key"
+		if old, err := readKeyFile("signing key", cur); err == nil {
+			if id, err := peer.IDFromPrivateKey(old); err == nil {
+				name = id.String() + ".key"
+			}
 		}
 		if err := os.MkdirAll(filepath.Join(dir, "retired"), 0o700); err != nil {
 			return err
@@ -192,14 +196,6 @@ func (n *Node) finishRotation() error {
 	n.signer.Store(sk)
 	n.log.Info("signing with the new key", "key", sk.id)
 	return nil
-}
-
-func newKeyFromBytes(raw []byte) (peer.ID, error) {
-	k, err := crypto.UnmarshalPrivateKey(raw)
-	if err != nil {
-		return "", err
-	}
-	return peer.IDFromPrivateKey(k)
 }
 
 // AddDeviceKey makes a key for another server of the company, puts it in

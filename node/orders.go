@@ -39,21 +39,14 @@ type docKey struct {
 func (n *Node) Orders(ch cid.Cid, now time.Time) ([]api.Order, error) {
 	byKind := map[string][]*protocol.Signed{}
 	for _, k := range lifecycleKinds {
-		cursor := ""
-		for {
-			page, next, err := n.store.ByKind(k, 1000, cursor)
-			if err != nil {
-				return nil, err
+		err := n.store.ScanKind(k, func(s *protocol.Signed) error {
+			if !ch.Defined() || s.ChannelOf() == ch {
+				byKind[k] = append(byKind[k], s)
 			}
-			for _, s := range page {
-				if !ch.Defined() || s.ChannelOf() == ch {
-					byKind[k] = append(byKind[k], s)
-				}
-			}
-			if next == "" {
-				break
-			}
-			cursor = next
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	return lifecycles(byKind, now), nil

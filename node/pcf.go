@@ -137,27 +137,18 @@ type footprint struct {
 func (n *Node) footprints() (map[cid.Cid]footprint, error) {
 	var cands []footprint
 	for _, kind := range []string{protocol.KindCarbonFootprint, protocol.KindDisclosure} {
-		cursor := ""
-		for {
-			page, next, err := n.store.ByKind(kind, 1000, cursor)
-			if err != nil {
-				return nil, err
-			}
-			for _, s := range page {
-				if kind == protocol.KindDisclosure {
-					o, err := protocol.Disclosed(s.Record.Body)
-					if err != nil || o.Record.Kind != protocol.KindCarbonFootprint {
-						continue
-					}
+		err := n.store.ScanKind(kind, func(s *protocol.Signed) error {
+			if kind == protocol.KindDisclosure {
+				if o, err := protocol.Disclosed(s.Record.Body); err == nil && o.Record.Kind == protocol.KindCarbonFootprint {
 					cands = append(cands, footprint{s: o, disclosed: true})
-					continue
 				}
-				cands = append(cands, footprint{s: s})
+				return nil
 			}
-			if next == "" {
-				break
-			}
-			cursor = next
+			cands = append(cands, footprint{s: s})
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	out := map[cid.Cid]footprint{}

@@ -36,7 +36,7 @@ const ReceiptID = protocol.ID("/sangsaeng/receipt/1.0.0")
 // evidence bundles as any other record of the channel.
 type receipts struct {
 	mu     sync.Mutex
-	last   map[cid.Cid]*sp.Signed // the node's newest receipt per channel, this run
+	last   map[cid.Cid]*sp.Signed // the node's newest receipt per channel (nil: none), once looked up
 	forced map[cid.Cid]time.Time  // when a member's request last made one
 	one    sync.Mutex             // one receipt made at a time
 }
@@ -75,17 +75,16 @@ func (n *Node) receiptHeads(ch cid.Cid) (map[peer.ID]uint64, []any, error) {
 func (n *Node) lastReceipt(ch cid.Cid) *sp.Signed {
 	n.receipts.mu.Lock()
 	defer n.receipts.mu.Unlock()
-	if s := n.receipts.last[ch]; s != nil {
+	if s, looked := n.receipts.last[ch]; looked {
 		return s
 	}
 	var newest *sp.Signed
-	_ = n.scanReceipts(ch, func(s *sp.Signed) {
+	if err := n.scanReceipts(ch, func(s *sp.Signed) {
 		if s.Record.Author == n.self && (newest == nil || s.Record.Seq > newest.Record.Seq) {
 			newest = s
 		}
-	})
-	if newest != nil {
-		n.receipts.last[ch] = newest
+	}); err == nil {
+		n.receipts.last[ch] = newest // none, too: the store is not read again for it
 	}
 	return newest
 }
@@ -270,22 +269,12 @@ func (n *Node) askReceipt(ctx context.Context, p peer.ID, ch cid.Cid) ([]byte, e
 
 // scanReceipts calls fn with every receipt the node holds of ch.
 func (n *Node) scanReceipts(ch cid.Cid, fn func(*sp.Signed)) error {
-	cursor := ""
-	for {
-		page, next, err := n.store.ByKind(sp.KindHeadsReceipt, 1000, cursor)
-		if err != nil {
-			return err
+	return n.store.ScanKind(sp.KindHeadsReceipt, func(s *sp.Signed) error {
+		if s.ChannelOf() == ch {
+			fn(s)
 		}
-		for _, s := range page {
-			if s.ChannelOf() == ch {
-				fn(s)
-			}
-		}
-		if next == "" {
-			return nil
-		}
-		cursor = next
-	}
+		return nil
+	})
 }
 
 // Receipts says, for each other member of ch, up to which seq its newest

@@ -35,28 +35,19 @@ func (n *Node) Trace(c cid.Cid, down bool, depth int) (*api.TraceNode, error) {
 	disclosedInspections := func(c cid.Cid) []*protocol.Signed {
 		if inspections == nil {
 			inspections = map[cid.Cid][]*protocol.Signed{}
-			cursor := ""
-			for {
-				page, next, err := n.store.ByKind(protocol.KindDisclosure, 1000, cursor)
+			// A store error leaves what was read: the trace shows less.
+			_ = n.store.ScanKind(protocol.KindDisclosure, func(d *protocol.Signed) error {
+				o, err := protocol.Disclosed(d.Record.Body)
 				if err != nil {
-					break
+					return nil
 				}
-				for _, d := range page {
-					o, err := protocol.Disclosed(d.Record.Body)
-					if err != nil {
-						continue
-					}
-					for _, l := range o.Record.Links {
-						if l.Rel == "inspects" {
-							inspections[l.CID] = append(inspections[l.CID], o)
-						}
+				for _, l := range o.Record.Links {
+					if l.Rel == "inspects" {
+						inspections[l.CID] = append(inspections[l.CID], o)
 					}
 				}
-				if next == "" {
-					break
-				}
-				cursor = next
-			}
+				return nil
+			})
 		}
 		return inspections[c]
 	}

@@ -114,6 +114,27 @@ func (s *Store) ByKind(kind string, limit int, cursor string) ([]*protocol.Signe
 	return recs, next, nil
 }
 
+// ScanKind calls fn with every record of a kind across channels, newest
+// first, a page of 1,000 at a time; it stops at fn's first error.
+func (s *Store) ScanKind(kind string, fn func(*protocol.Signed) error) error {
+	cursor := ""
+	for {
+		page, next, err := s.ByKind(kind, 1000, cursor)
+		if err != nil {
+			return err
+		}
+		for _, r := range page {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		cursor = next
+	}
+}
+
 // list pages through the entries under prefix, whose keys end in
 // newest(8) cid.
 func (s *Store) list(prefix, part []byte, limit int, cursor string) ([]*protocol.Signed, string, error) {

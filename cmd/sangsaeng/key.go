@@ -103,38 +103,29 @@ func shortKey(s string) string {
 }
 
 func cmdKeyRotate(ctx context.Context, env *Env, args []string) error {
-	f := env.flags("key rotate [--note TEXT]",
+	return keyChange(ctx, env, args, "key rotate [--note TEXT]",
 		"Make a new key and sign with it from now on. The change goes to every channel, signed by the\n"+
 			"key it replaces; records that key signed before stay valid. The old key file is moved to\n"+
-			"keys/retired/ (identity.key stays: it names the company and its libp2p host).")
-	note := f.String("note", "", "why, for the partners (`TEXT`)")
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := f.nargs(pos, 0, 0); err != nil {
-		return err
-	}
-	c, err := env.Client()
-	if err != nil {
-		return err
-	}
-	k, err := c.RotateKey(ctx, *note)
-	if err != nil {
-		return err
-	}
-	if env.JSON {
-		return env.printJSON(k)
-	}
-	fmt.Fprintf(env.Stdout, "this node now signs with %s\n", k.Key)
-	return nil
+			"keys/retired/ (identity.key stays: it names the company and its libp2p host).",
+		"why, for the partners (`TEXT`)", (*api.Client).RotateKey,
+		func(k *api.KeyChanged) string { return "this node now signs with " + k.Key })
 }
 
 func cmdKeyAddDevice(ctx context.Context, env *Env, args []string) error {
-	f := env.flags("key add-device [--note TEXT]",
+	return keyChange(ctx, env, args, "key add-device [--note TEXT]",
 		"Make a key for another server of the company (a backup node) and put it in force.\n"+
-			"The key is written to keys/devices/ in this node's home: carry it to that server, then delete it here.")
-	note := f.String("note", "", "which server, for the partners (`TEXT`)")
+			"The key is written to keys/devices/ in this node's home: carry it to that server, then delete it here.",
+		"which server, for the partners (`TEXT`)", (*api.Client).AddDeviceKey,
+		func(k *api.KeyChanged) string {
+			return fmt.Sprintf("device key %s is in force; its file is %s", k.Key, k.File)
+		})
+}
+
+// keyChange runs a key command that takes a note and puts a key in force.
+func keyChange(ctx context.Context, env *Env, args []string, synopsis, help, noteHelp string,
+	call func(*api.Client, context.Context, string) (*api.KeyChanged, error), done func(*api.KeyChanged) string) error {
+	f := env.flags(synopsis, help)
+	note := f.String("note", "", noteHelp)
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -146,14 +137,14 @@ func cmdKeyAddDevice(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	k, err := c.AddDeviceKey(ctx, *note)
+	k, err := call(c, ctx, *note)
 	if err != nil {
 		return err
 	}
 	if env.JSON {
 		return env.printJSON(k)
 	}
-	fmt.Fprintf(env.Stdout, "device key %s is in force; its file is %s\n", k.Key, k.File)
+	fmt.Fprintln(env.Stdout, done(k))
 	return nil
 }
 
