@@ -355,6 +355,7 @@ async function learnNames() {
 async function route() {
   if (location.hash && !location.hash.startsWith("#/")) return; // not a view (the skip link)
   if (stream) { stream.close(); stream = null; }
+  delete $("view").dataset.lang; // set again once the view is drawn, in its language
   showError();
   translateStatic();
   const parts = location.hash.replace(/^#\/?/, "").split("/");
@@ -367,6 +368,7 @@ async function route() {
       case "import": await importView(); break;
       default: view(el("p", {}, t("notfound", location.hash)));
     }
+    $("view").dataset.lang = lang;
     if (document.activeElement !== $("lang")) $("view").focus({ preventScroll: true });
   } catch (e) {
     if (e.status !== 401) showError(e);

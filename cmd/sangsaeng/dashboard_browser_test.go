@@ -116,6 +116,12 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	visible := func(sel string) chromedp.Action[chromedp.Void] { return chromedp.WaitVisible(chromedp.CSS(sel)) }
 	click := func(sel string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(sel)) }
+	// drawnIn waits until the view has been drawn again in a language: a
+	// switch redraws it after a request, and until then the old view's
+	// elements are still there to be found (and filled, and lost).
+	drawnIn := func(lang string) chromedp.Action[chromedp.Void] {
+		return chromedp.WaitReady(chromedp.CSS(`#view[data-lang="` + lang + `"]`))
+	}
 	upload := func(sel, file string) chromedp.Action[chromedp.Void] {
 		return chromedp.SetUploadFiles(chromedp.CSS(sel), []string{file})
 	}
@@ -159,7 +165,7 @@ func TestDashboardBrowser(t *testing.T) {
 	shot("channel-ko")
 
 	// English, remembered.
-	run("switch to English", click("#lang"), visible("#stream"))
+	run("switch to English", click("#lang"), drawnIn("en"), visible("#stream"))
 	if got := textOf("nav"); !strings.Contains(got, "Overview") || !strings.Contains(got, "Import") {
 		t.Fatalf("the menu is not in English: %q", got)
 	}
@@ -186,7 +192,7 @@ func TestDashboardBrowser(t *testing.T) {
 	csv := tempFile(t, "발주.csv", "발주번호,발주일자,공급사사업자번호,공급사,항번,고객품번,품명,수량,단위,납기일자\n"+
 		"PO-7,2026.11.20,312-86-00455,대성정밀,1,00123,브래킷,\"1,200\",EA,20261127\n"+
 		"PO-7,2026.11.20,312-86-00455,대성정밀,2,00124,볼트,12OO,EA,20261127\n")
-	run("switch to Korean", click("#lang"))
+	run("switch to Korean", click("#lang"), drawnIn("ko"))
 	run("import", chromedp.Navigate(base+"/#/import"), visible("#imp-file"),
 		upload("#imp-file", csv),
 		click("#imp-check"), visible("#imp-errors"))
@@ -207,11 +213,11 @@ func TestDashboardBrowser(t *testing.T) {
 	if recs := a.mustRun("records", "--channel", "한빛-대성", "--kind", "order"); strings.Contains(recs, "PO-8") {
 		t.Fatalf("a dry run published:\n%s", recs)
 	}
-	run("English import", click("#lang"), visible("#imp-file"),
+	run("English import", click("#lang"), drawnIn("en"), visible("#imp-file"),
 		upload("#imp-file", csv),
 		click("#imp-check"), visible("#imp-errors"))
 	shot("import-en")
-	run("Korean again", click("#lang"))
+	run("Korean again", click("#lang"), drawnIn("ko"))
 	run("record in Korean", chromedp.Navigate(base+"/#/record/"+order.CID), visible("#check .ok"))
 	shot("record-ko")
 	run("orders in Korean", chromedp.Navigate(base+"/#/orders"), visible("#orders"))
