@@ -488,3 +488,30 @@ func TestResourceLimitsPerPeer(t *testing.T) {
 		_ = st.Reset()
 	}
 }
+
+// parallel runs fn(0..k-1) on every core.
+func parallel(k int, fn func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), k)
+	if workers <= 1 {
+		for i := range k {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= k {
+					return
+				}
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
+}

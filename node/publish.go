@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -105,7 +102,7 @@ type pubReq struct {
 }
 
 // maxPubBatch bounds the records signed and written together.
-const maxPubBatch = 256
+const maxPubBatch = 256 // at most protocol.MaxBatch
 
 // publisher is the one goroutine that signs the node's records, so no seq
 // is signed twice: it takes every request waiting, gives them consecutive
@@ -175,9 +172,7 @@ func (n *Node) gossiper() {
 		case <-n.ctx.Done():
 			return
 		case it := <-n.gossipQueue:
-			for _, s := range it.records {
-				n.broadcast(n.ctx, it.ch, s)
-			}
+			n.gossipRecords(n.ctx, it.ch, it.records)
 		}
 	}
 }
@@ -234,19 +229,24 @@ func (n *Node) sealBatch(ch cid.Cid, reqs []*pubReq) []*protocol.Signed {
 		seq, prev = r.Seq, protocol.Sum(b)
 		recs, live = append(recs, r), append(live, q)
 	}
-	signed := make([]*protocol.Signed, len(recs))
-	errs := make([]error, len(recs))
-	parallel(len(recs), func(i int) {
-		signed[i], errs[i] = protocol.SealWith(recs[i], key.key)
-	})
-	for _, err := range errs {
-		if err != nil {
-			// A later record would link to one never stored: fail them all.
-			return fail(fmt.Errorf("publish: %w", err))
-		}
-	}
-	if len(signed) == 0 {
+	if len(recs) == 0 {
 		return nil
+	}
+	// One signature for the batch (protocol.SealBatch); a record on its
+	// own keeps the single envelope, which any libp2p envelope reader
+	// checks.
+	var signed []*protocol.Signed
+	if len(recs) == 1 {
+		var s *protocol.Signed
+		if s, err = protocol.SealWith(recs[0], key.key); err == nil {
+			signed = []*protocol.Signed{s}
+		}
+	} else {
+		signed, err = protocol.SealBatch(recs, key.key)
+	}
+	if err != nil {
+		// A later record would link to one never stored: fail them all.
+		return fail(fmt.Errorf("publish: %w", err))
 	}
 	res, err := n.store.PutBatch(signed)
 	if err != nil {
@@ -263,33 +263,6 @@ func (n *Node) sealBatch(ch cid.Cid, reqs []*pubReq) []*protocol.Signed {
 		n.accepted(s)
 	}
 	return signed
-}
-
-// parallel runs fn(0..k-1) on every core.
-func parallel(k int, fn func(i int)) {
-	workers := min(runtime.GOMAXPROCS(0), k)
-	if workers <= 1 {
-		for i := range k {
-			fn(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= k {
-					return
-				}
-				fn(i)
-			}
-		}()
-	}
-	wg.Wait()
 }
 
 // ownHead returns the highest seq the node holds of its own in ch, with
@@ -323,13 +296,46 @@ func (n *Node) ownHead(ch cid.Cid) (uint64, cid.Cid, error) {
 	return top.Record.Seq, top.CID, nil
 }
 
-// broadcast sends a stored record to the channel's members, in the topic
-// of the membership epoch the node is in now (never in a topic whose mesh
-// may hold a member removed since). A membership record also goes to the
-// topics of the channel's past epochs, to members that have not yet
-// learned of a removal and so are still there. A failure here loses
-// nothing: the record is stored, and sync delivers it.
-func (n *Node) broadcast(ctx context.Context, ch cid.Cid, s *protocol.Signed) {
+// gossipRecords hands records of ch to gossipsub in order: runs of
+// ordinary records in bundles (protocol.EncodeBundle), one message for up
+// to protocol.MaxBundle of them, and a membership or key change on its
+// own, as a single envelope, which is also what a lone record travels as.
+func (n *Node) gossipRecords(ctx context.Context, ch cid.Cid, records []*protocol.Signed) {
+	var run [][]byte
+	size := 0
+	flush := func() {
+		switch len(run) {
+		case 0:
+		case 1:
+			n.broadcast(ctx, ch, run[0], false)
+		default:
+			n.broadcast(ctx, ch, protocol.EncodeBundle(run), false)
+		}
+		run, size = nil, 0
+	}
+	for _, s := range records {
+		switch s.Record.Kind {
+		case protocol.KindChannelGenesis, protocol.KindChannelMembers, protocol.KindKeys:
+			flush()
+			n.broadcast(ctx, ch, s.Envelope, s.Record.Kind == protocol.KindChannelMembers)
+			continue
+		}
+		if len(run) == protocol.MaxBundle || size+protocol.BundleSize(s.Envelope) > protocol.MaxBundleBytes {
+			flush()
+		}
+		run, size = append(run, s.Envelope), size+protocol.BundleSize(s.Envelope)
+	}
+	flush()
+}
+
+// broadcast sends a gossip message of stored records (an envelope or a
+// bundle) to the channel's members, in the topic of the membership epoch
+// the node is in now (never in a topic whose mesh may hold a member
+// removed since). A membership record (members) also goes to the topics
+// of the channel's past epochs, to members that have not yet learned of a
+// removal and so are still there. A failure here loses nothing: the
+// records are stored, and sync delivers them.
+func (n *Node) broadcast(ctx context.Context, ch cid.Cid, msg []byte, members bool) {
 	if err := n.subscribe(ch); err != nil && !errors.Is(err, errClosed) {
 		n.log.Warn("cannot subscribe", "channel", ch, "err", err)
 	}
@@ -338,7 +344,7 @@ func (n *Node) broadcast(ctx context.Context, ch cid.Cid, s *protocol.Signed) {
 	if t := n.topics[ch]; t != nil {
 		topics = append(topics, t.topic)
 	}
-	if s.Record.Kind == protocol.KindChannelMembers {
+	if members {
 		for _, r := range n.retired {
 			if r.ch == ch {
 				topics = append(topics, r.topic)
@@ -347,8 +353,8 @@ func (n *Node) broadcast(ctx context.Context, ch cid.Cid, s *protocol.Signed) {
 	}
 	n.mu.Unlock()
 	for _, t := range topics {
-		if err := t.Publish(ctx, s.Envelope); err != nil {
-			n.log.Warn("gossip publish failed; sync will deliver the record", "channel", ch, "topic", t.String(), "cid", s.CID, "err", err)
+		if err := t.Publish(ctx, msg); err != nil {
+			n.log.Warn("gossip publish failed; sync will deliver the records", "channel", ch, "topic", t.String(), "err", err)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -323,7 +324,12 @@ func (n *Node) validator(ch cid.Cid) func(context.Context, peer.ID, *pubsub.Mess
 		if from == n.self {
 			return pubsub.ValidationAccept // our own record, stored before publishing
 		}
-		_, err := n.ingest(ch, m.Data, from, opGossip)
+		var err error
+		if protocol.IsBundle(m.Data) {
+			err = n.ingestBundle(ch, m.Data, from)
+		} else {
+			_, err = n.ingest(ch, m.Data, from, opGossip)
+		}
 		switch {
 		case err == nil:
 			return pubsub.ValidationAccept
@@ -382,6 +388,83 @@ func (n *Node) ingest(ch cid.Cid, env []byte, from peer.ID, op string) (*protoco
 		return nil, err
 	}
 	return s, n.store1(s, from, op)
+}
+
+// ingestBundle is ingest for a bundle of envelopes (protocol.EncodeBundle):
+// each is checked and stored as ingest would, the checks on every core
+// (the first alone, so that a batch's signature is verified once and the
+// others find it in protocol's memo), the writes in one group commit. A
+// valid record is kept whatever the others are. What it returns decides
+// the bundle's fate as ingest's error decides a single record's: the
+// worst of the records' errors (rejection, then membership, a pending
+// change, a forked key log, a store failure), else nil if it stored any.
+func (n *Node) ingestBundle(ch cid.Cid, msg []byte, from peer.ID) error {
+	if err := n.alive(); err != nil {
+		return fmt.Errorf("%w: %v", errIgnore, err)
+	}
+	envs, err := protocol.DecodeBundle(msg)
+	if err != nil {
+		n.metrics.rejected.WithLabelValues(rejectReason(err)).Inc()
+		return err
+	}
+	checked := make([]*protocol.Signed, len(envs))
+	errs := make([]error, len(envs))
+	checked[0], errs[0] = n.checkReceived(ch, envs[0], from)
+	var wg sync.WaitGroup
+	for i := 1; i < len(envs); i++ {
+		wg.Go(func() { checked[i], errs[i] = n.checkReceived(ch, envs[i], from) })
+	}
+	wg.Wait()
+	var good []*protocol.Signed
+	var at []int
+	for i, s := range checked {
+		if errs[i] == nil {
+			good, at = append(good, s), append(at, i)
+		}
+	}
+	res, perr := n.putAll(good)
+	stored := 0
+	for k, s := range good {
+		if errs[at[k]] = n.stored(s, res[k], perr[k], from, opGossip); errs[at[k]] == nil {
+			stored++
+		}
+	}
+	worst, rank := error(nil), len(bundleErrorRank)+1
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		r := len(bundleErrorRank) // errIgnore and the like
+		for k, is := range bundleErrorRank {
+			if is(err) {
+				r = k
+				break
+			}
+		}
+		if r < rank {
+			worst, rank = err, r
+		}
+	}
+	if rank < len(bundleErrorRank) || stored == 0 {
+		return worst
+	}
+	return nil
+}
+
+// bundleErrorRank orders the errors of a bundle's records, worst first:
+// a record to reject (any error not of the classes after it), then the
+// membership refusals, a pending change, a forked key log and a store
+// failure. errIgnore alone (duplicates, quota) does not stop a bundle
+// that brought something new.
+var bundleErrorRank = []func(error) bool{
+	func(err error) bool {
+		return !errors.Is(err, errIgnore) && !errors.Is(err, ErrNotMember) && !errors.Is(err, ErrUnknownChannel) &&
+			!errors.Is(err, ErrPendingChange) && !errors.Is(err, ErrKeyLogFork)
+	},
+	func(err error) bool { return errors.Is(err, ErrNotMember) || errors.Is(err, ErrUnknownChannel) },
+	func(err error) bool { return errors.Is(err, ErrPendingChange) },
+	func(err error) bool { return errors.Is(err, ErrKeyLogFork) },
+	isStoreFailure,
 }
 
 // checkReceived is ingest's work before storage: the size limit, the duplicate
@@ -483,6 +566,11 @@ var errWrongChannel = errors.New("wrong channel")
 // store1 writes a checked record and acts on the result.
 func (n *Node) store1(s *protocol.Signed, from peer.ID, op string) error {
 	res, err := n.put(s)
+	return n.stored(s, res, err, from, op)
+}
+
+// stored acts on the result of writing a checked record.
+func (n *Node) stored(s *protocol.Signed, res store.Result, err error, from peer.ID, op string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errIgnore, n.storeFailed(op, err))
 	}

@@ -27,20 +27,51 @@ type putReq struct {
 // one transaction and one sync, instead of a sync each (group commit, as
 // in a database's log writer). It returns once the record is on disk.
 func (n *Node) put(s *protocol.Signed) (store.Result, error) {
+	res, errs := n.putAll([]*protocol.Signed{s})
+	return res[0], errs[0]
+}
+
+// putAll is put for several records, queued in order before it waits for
+// any, so that one group commit takes them together.
+func (n *Node) putAll(ss []*protocol.Signed) ([]store.Result, []error) {
+	res, errs := make([]store.Result, len(ss)), make([]error, len(ss))
 	if f := n.putFault.Load(); f != nil {
 		if err := (*f)(); err != nil {
-			return 0, err
+			for i := range errs {
+				errs[i] = err
+			}
+			return res, errs
 		}
 	}
 	if !n.started.Load() {
-		return n.store.Put(s)
+		for i, s := range ss {
+			res[i], errs[i] = n.store.Put(s)
+		}
+		return res, errs
 	}
-	r := &putReq{s: s, done: make(chan struct{})}
-	select {
-	case n.putQueue <- r:
-	case <-n.ctx.Done():
-		return 0, errClosed
+	reqs := make([]*putReq, 0, len(ss))
+queue:
+	for _, s := range ss {
+		r := &putReq{s: s, done: make(chan struct{})}
+		select {
+		case n.putQueue <- r:
+			reqs = append(reqs, r)
+		case <-n.ctx.Done():
+			break queue
+		}
 	}
+	for i := range ss {
+		if i < len(reqs) {
+			res[i], errs[i] = n.waitPut(reqs[i])
+		} else {
+			errs[i] = errClosed
+		}
+	}
+	return res, errs
+}
+
+// waitPut waits for the writer to store r.
+func (n *Node) waitPut(r *putReq) (store.Result, error) {
 	select {
 	case <-r.done:
 		return r.res, r.err

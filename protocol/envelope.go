@@ -98,37 +98,50 @@ func open(env []byte, loaded *Signed, delegated bool) (*Signed, error) {
 	if len(env) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("envelope is %d bytes: %w (the limit is %d bytes)", len(env), ErrTooLarge, MaxEnvelopeSize)
 	}
+	signer, body, err := openSignature(env)
+	if err != nil {
+		return nil, err
+	}
+	var r *Record
+	if loaded != nil && bytes.Equal(loaded.Bytes, body) {
+		r = loaded.Record
+	} else if r, err = Decode(body); err != nil {
+		return nil, err
+	}
+	if signer != r.Author && !delegated {
+		return nil, fmt.Errorf("signed by %s, author %s: %w", signer, r.Author, ErrAuthorMismatch)
+	}
+	return &Signed{Record: r, Bytes: body, CID: Sum(body), Envelope: env, Signer: signer}, nil
+}
+
+// openSignature verifies an envelope of either form, single or batch, and
+// returns the key that signed it and the payload it signed.
+func openSignature(env []byte) (peer.ID, []byte, error) {
+	if isBatchEnvelope(env) {
+		return openBatch(env)
+	}
 	var p payload
 	e, err := record.ConsumeTypedEnvelope(env, &p)
 	if err != nil {
 		if e != nil { // parsed, but the signature did not verify
-			return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
+			return "", nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
 		}
-		return nil, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+		return "", nil, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
 	}
 	if !bytes.Equal(e.PayloadType, payloadType) {
-		return nil, fmt.Errorf("%w: payload type %x is not dag-cbor", ErrBadEnvelope, e.PayloadType)
+		return "", nil, fmt.Errorf("%w: payload type %x is not dag-cbor", ErrBadEnvelope, e.PayloadType)
 	}
 	// Protobuf tolerates unknown fields and other encodings of the same
 	// message; only the canonical bytes are a record envelope.
 	again, err := e.Marshal()
 	if err != nil || !bytes.Equal(again, env) {
-		return nil, fmt.Errorf("%w: not in canonical form", ErrBadEnvelope)
-	}
-	var r *Record
-	if loaded != nil && bytes.Equal(loaded.Bytes, p.b) {
-		r = loaded.Record
-	} else if r, err = Decode(p.b); err != nil {
-		return nil, err
+		return "", nil, fmt.Errorf("%w: not in canonical form", ErrBadEnvelope)
 	}
 	signer, err := peer.IDFromPublicKey(e.PublicKey)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+		return "", nil, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
 	}
-	if signer != r.Author && !delegated {
-		return nil, fmt.Errorf("signed by %s, author %s: %w", signer, r.Author, ErrAuthorMismatch)
-	}
-	return &Signed{Record: r, Bytes: p.b, CID: Sum(p.b), Envelope: env, Signer: signer}, nil
+	return signer, p.b, nil
 }
 
 // Envelope protobuf field numbers (go-libp2p core/record/pb/envelope.proto).

@@ -1,0 +1,396 @@
+package protocol
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Batch envelopes: one signature for many records.
+//
+// A publisher that writes records together signs them together, as
+// Hypercore signs the root of its tree on each append: the records' CIDs
+// are the leaves of an RFC 6962 Merkle tree, the key signs the tree's size
+// and root once, and each record's envelope carries that signature, its
+// leaf's index and its inclusion proof. Every envelope still verifies on
+// its own, offline; a reader of the whole batch checks one signature (see
+// the verified-batch memo below). The record inside, its bytes and its CID
+// are what they are in a single envelope: only the envelope differs.
+//
+// The envelope is the fields of go-libp2p's signed envelope (1 public
+// key, 2 payload type, 3 payload, 5 signature) plus 8 batch size, 9 index
+// and 10 the proof's hashes, concatenated, in that order and only in that
+// form. go-libp2p's parser reads it as an envelope whose signature fails,
+// so neither form passes as the other.
+
+// MaxBatch is the most records one batch signature covers.
+const MaxBatch = 1024
+
+// batchDomain separates batch signatures from every other use of a key.
+const batchDomain = "sangsaeng-record-batch/1"
+
+// Batch envelope protobuf fields beyond go-libp2p's.
+const (
+	envelopeTypeField  = 2
+	envelopeSigField   = 5
+	batchSizeField     = 8
+	batchIndexField    = 9
+	batchProofField    = 10
+	merkleHashSize     = sha256.Size
+	maxBatchProofDepth = 10 // log2(MaxBatch)
+)
+
+var merkleHasher = rfc6962.DefaultHasher
+
+// batchMessage is what a batch's key signs: the domain, the tree's size
+// and its root.
+func batchMessage(size uint64, root []byte) []byte {
+	m := make([]byte, 0, len(batchDomain)+1+binary.MaxVarintLen64+len(root))
+	m = append(m, batchDomain...)
+	m = append(m, 0)
+	m = binary.AppendUvarint(m, size)
+	return append(m, root...)
+}
+
+// SealBatch signs records with key as one batch: one signature over the
+// Merkle root of their CIDs, and an envelope per record with its proof. The
+// records need not share a channel or an author; the key's authority for
+// each is for its author's key log to say, as with SealWith.
+func SealBatch(recs []*Record, key crypto.PrivKey) ([]*Signed, error) {
+	if len(recs) == 0 || len(recs) > MaxBatch {
+		return nil, fmt.Errorf("seal: a batch holds 1 to %d records, not %d", MaxBatch, len(recs))
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	pub, err := crypto.MarshalPublicKey(key.GetPublic())
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	out := make([]*Signed, len(recs))
+	leaves := make([][]byte, len(recs))
+	for i, r := range recs {
+		b, err := r.Encode()
+		if err != nil {
+			return nil, fmt.Errorf("seal: %w", err)
+		}
+		if len(b) > MaxRecordSize {
+			return nil, fmt.Errorf("seal: record of %d bytes: %w", len(b), ErrTooLarge)
+		}
+		out[i] = &Signed{Record: r, Bytes: b, CID: Sum(b), Signer: id}
+		leaves[i] = merkleHasher.HashLeaf(out[i].CID.Bytes())
+	}
+	root, proofs := merkleTree(leaves)
+	sig, err := key.Sign(batchMessage(uint64(len(recs)), root))
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	for i, s := range out {
+		s.Envelope = encodeBatchEnvelope(pub, s.Bytes, sig, uint64(len(recs)), uint64(i), proofs[i])
+	}
+	return out, nil
+}
+
+// merkleTree returns the RFC 6962 root of leaves (leaf hashes) and each
+// leaf's inclusion proof, in the order proof.VerifyInclusion reads it. The
+// library verifies proofs but builds them only from node IDs over a store
+// of hashes; for a batch held in memory this recursion is the whole job.
+func merkleTree(leaves [][]byte) ([]byte, [][][]byte) {
+	if len(leaves) == 1 {
+		return leaves[0], [][][]byte{nil}
+	}
+	k := 1 // the largest power of two below len(leaves)
+	for k*2 < len(leaves) {
+		k *= 2
+	}
+	lr, lp := merkleTree(leaves[:k])
+	rr, rp := merkleTree(leaves[k:])
+	for i := range lp {
+		lp[i] = append(lp[i], rr)
+	}
+	for i := range rp {
+		rp[i] = append(rp[i], lr)
+	}
+	return merkleHasher.HashChildren(lr, rr), append(lp, rp...)
+}
+
+func encodeBatchEnvelope(pub, payload, sig []byte, size, index uint64, proof [][]byte) []byte {
+	n := len(pub) + len(payload) + len(sig) + len(proof)*merkleHashSize + 40
+	b := make([]byte, 0, n)
+	b = protowire.AppendTag(b, envelopeKeyField, protowire.BytesType)
+	b = protowire.AppendBytes(b, pub)
+	b = protowire.AppendTag(b, envelopeTypeField, protowire.BytesType)
+	b = protowire.AppendBytes(b, payloadType)
+	b = protowire.AppendTag(b, envelopePayloadField, protowire.BytesType)
+	b = protowire.AppendBytes(b, payload)
+	b = protowire.AppendTag(b, envelopeSigField, protowire.BytesType)
+	b = protowire.AppendBytes(b, sig)
+	b = protowire.AppendTag(b, batchSizeField, protowire.VarintType)
+	b = protowire.AppendVarint(b, size)
+	b = protowire.AppendTag(b, batchIndexField, protowire.VarintType)
+	b = protowire.AppendVarint(b, index)
+	b = protowire.AppendTag(b, batchProofField, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(len(proof)*merkleHashSize))
+	for _, h := range proof {
+		b = append(b, h...)
+	}
+	return b
+}
+
+// batchEnvelope is a batch envelope's fields, pointing into its bytes.
+type batchEnvelope struct {
+	pub, payload, sig []byte
+	size, index       uint64
+	proof             [][]byte
+}
+
+// isBatchEnvelope reports whether env has a batch size field: whether it
+// is to be read as a batch envelope (and refused if it is not one).
+func isBatchEnvelope(env []byte) bool {
+	for len(env) > 0 {
+		num, typ, n := protowire.ConsumeTag(env)
+		if n < 0 {
+			return false
+		}
+		if num == batchSizeField {
+			return true
+		}
+		env = env[n:]
+		if n = protowire.ConsumeFieldValue(num, typ, env); n < 0 {
+			return false
+		}
+		env = env[n:]
+	}
+	return false
+}
+
+// parseBatchEnvelope reads a batch envelope in its one canonical form.
+func parseBatchEnvelope(env []byte) (*batchEnvelope, error) {
+	bad := func(what string) (*batchEnvelope, error) {
+		return nil, fmt.Errorf("%w: batch envelope: %s", ErrBadEnvelope, what)
+	}
+	var e batchEnvelope
+	var ptype, rawProof []byte
+	rest := env
+	bytesField := func(want protowire.Number) ([]byte, bool) {
+		num, typ, n := protowire.ConsumeTag(rest)
+		if n < 0 || num != want || typ != protowire.BytesType {
+			return nil, false
+		}
+		v, m := protowire.ConsumeBytes(rest[n:])
+		if m < 0 {
+			return nil, false
+		}
+		rest = rest[n+m:]
+		return v, true
+	}
+	varintField := func(want protowire.Number) (uint64, bool) {
+		num, typ, n := protowire.ConsumeTag(rest)
+		if n < 0 || num != want || typ != protowire.VarintType {
+			return 0, false
+		}
+		v, m := protowire.ConsumeVarint(rest[n:])
+		if m < 0 {
+			return 0, false
+		}
+		rest = rest[n+m:]
+		return v, true
+	}
+	var ok bool
+	if e.pub, ok = bytesField(envelopeKeyField); !ok {
+		return bad("no public key first")
+	}
+	if ptype, ok = bytesField(envelopeTypeField); !ok || !bytes.Equal(ptype, payloadType) {
+		return bad("payload type is not dag-cbor")
+	}
+	if e.payload, ok = bytesField(envelopePayloadField); !ok {
+		return bad("no payload")
+	}
+	if e.sig, ok = bytesField(envelopeSigField); !ok {
+		return bad("no signature")
+	}
+	if e.size, ok = varintField(batchSizeField); !ok || e.size < 1 || e.size > MaxBatch {
+		return bad(fmt.Sprintf("batch size not 1 to %d", MaxBatch))
+	}
+	if e.index, ok = varintField(batchIndexField); !ok || e.index >= e.size {
+		return bad("index not within the batch")
+	}
+	if rawProof, ok = bytesField(batchProofField); !ok || len(rawProof)%merkleHashSize != 0 || len(rawProof) > maxBatchProofDepth*merkleHashSize {
+		return bad("proof is not a list of hashes")
+	}
+	if len(rest) != 0 {
+		return bad("bytes after the proof")
+	}
+	for len(rawProof) > 0 {
+		e.proof, rawProof = append(e.proof, rawProof[:merkleHashSize]), rawProof[merkleHashSize:]
+	}
+	// Varints have one canonical form: the encoder's.
+	if !bytes.Equal(encodeBatchEnvelope(e.pub, e.payload, e.sig, e.size, e.index, e.proof), env) {
+		return bad("not in canonical form")
+	}
+	return &e, nil
+}
+
+// openBatch verifies a batch envelope's proof and signature and returns
+// its signer and payload.
+func openBatch(env []byte) (peer.ID, []byte, error) {
+	e, err := parseBatchEnvelope(env)
+	if err != nil {
+		return "", nil, err
+	}
+	key, err := crypto.UnmarshalPublicKey(e.pub)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+	}
+	leaf := merkleHasher.HashLeaf(Sum(e.payload).Bytes())
+	root, err := proof.RootFromInclusionProof(merkleHasher, e.index, e.size, leaf, e.proof)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: batch envelope: %v", ErrBadEnvelope, err)
+	}
+	msg := batchMessage(e.size, root)
+	if !verifiedBatches.has(e.pub, msg, e.sig) {
+		ok, err := key.Verify(msg, e.sig)
+		if err != nil || !ok {
+			return "", nil, fmt.Errorf("%w: the batch signature does not verify", ErrBadSignature)
+		}
+		verifiedBatches.add(e.pub, msg, e.sig)
+	}
+	signer, err := peer.IDFromPublicKey(key)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+	}
+	return signer, e.payload, nil
+}
+
+// verifiedBatches remembers batch signatures that verified, so that the
+// other records of a batch cost their proof's hashes, not a signature
+// check each. It is a memo of a pure function (does this key sign this
+// message with these exact signature bytes), keyed by a hash of all three,
+// so what it answers is what ed25519 would; it holds the newest
+// verifiedBatchMemo entries, 32 bytes each.
+var verifiedBatches = newBatchMemo(verifiedBatchMemo)
+
+const verifiedBatchMemo = 4096
+
+type batchMemo struct {
+	mu   sync.Mutex
+	seen map[[32]byte]struct{}
+	ring [][32]byte
+	next int
+}
+
+func newBatchMemo(n int) *batchMemo {
+	return &batchMemo{seen: make(map[[32]byte]struct{}, n), ring: make([][32]byte, 0, n)}
+}
+
+func memoKey(pub, msg, sig []byte) [32]byte {
+	h := sha256.New()
+	for _, b := range [][]byte{pub, msg, sig} {
+		var l [binary.MaxVarintLen64]byte
+		h.Write(l[:binary.PutUvarint(l[:], uint64(len(b)))])
+		h.Write(b)
+	}
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
+}
+
+func (m *batchMemo) has(pub, msg, sig []byte) bool {
+	k := memoKey(pub, msg, sig)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.seen[k]
+	return ok
+}
+
+func (m *batchMemo) add(pub, msg, sig []byte) {
+	k := memoKey(pub, msg, sig)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.seen[k]; ok {
+		return
+	}
+	if len(m.ring) < cap(m.ring) {
+		m.ring = append(m.ring, k)
+	} else {
+		delete(m.seen, m.ring[m.next])
+		m.ring[m.next] = k
+		m.next = (m.next + 1) % len(m.ring)
+	}
+	m.seen[k] = struct{}{}
+}
+
+// Bundles: several envelopes in one gossip message, so that a batch costs
+// one message, not one per record. A bundle is protobuf field 16 (bytes)
+// repeated, one envelope each: its first byte is never an envelope's
+// (field 1), so a message is one or the other by its first byte.
+const (
+	// MaxBundle is the most envelopes one bundle holds.
+	MaxBundle = 256
+	// MaxBundleBytes bounds a bundle's bytes, framing included.
+	MaxBundleBytes = MaxEnvelopeSize
+	bundleField    = 16
+)
+
+// IsBundle reports whether a gossip message is a bundle.
+func IsBundle(msg []byte) bool {
+	num, typ, n := protowire.ConsumeTag(msg)
+	return n > 0 && num == bundleField && typ == protowire.BytesType
+}
+
+// BundleSize is the bytes an envelope adds to a bundle.
+func BundleSize(env []byte) int {
+	return protowire.SizeTag(bundleField) + protowire.SizeBytes(len(env))
+}
+
+// EncodeBundle puts envelopes in a bundle. The caller keeps to MaxBundle
+// and MaxBundleBytes (BundleSize), which DecodeBundle holds a sender to.
+func EncodeBundle(envs [][]byte) []byte {
+	n := 0
+	for _, e := range envs {
+		n += BundleSize(e)
+	}
+	b := make([]byte, 0, n)
+	for _, e := range envs {
+		b = protowire.AppendTag(b, bundleField, protowire.BytesType)
+		b = protowire.AppendBytes(b, e)
+	}
+	return b
+}
+
+// DecodeBundle returns the envelopes of a bundle, pointing into msg. It
+// refuses a bundle of more than MaxBundle envelopes or MaxBundleBytes, an
+// empty one, and anything but field 16.
+func DecodeBundle(msg []byte) ([][]byte, error) {
+	if len(msg) > MaxBundleBytes {
+		return nil, fmt.Errorf("%w: a bundle of %d bytes (the limit is %d)", ErrTooLarge, len(msg), MaxBundleBytes)
+	}
+	var envs [][]byte
+	for len(msg) > 0 {
+		num, typ, n := protowire.ConsumeTag(msg)
+		if n < 0 || num != bundleField || typ != protowire.BytesType {
+			return nil, fmt.Errorf("%w: bundle: not a list of envelopes", ErrBadEnvelope)
+		}
+		v, m := protowire.ConsumeBytes(msg[n:])
+		if m < 0 {
+			return nil, fmt.Errorf("%w: bundle: %v", ErrBadEnvelope, protowire.ParseError(m))
+		}
+		if len(envs) == MaxBundle {
+			return nil, fmt.Errorf("%w: a bundle of more than %d envelopes", ErrTooLarge, MaxBundle)
+		}
+		envs, msg = append(envs, v), msg[n+m:]
+	}
+	if len(envs) == 0 {
+		return nil, fmt.Errorf("%w: an empty bundle", ErrBadEnvelope)
+	}
+	return envs, nil
+}
