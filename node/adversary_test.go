@@ -224,6 +224,35 @@ func chain(t testing.TB, key crypto.PrivKey, ch cid.Cid, from uint64, prev cid.C
 	return out
 }
 
+// chainBatch is chain with the records signed in batches of size
+// (protocol.SealBatch), as a publisher signs a burst.
+func chainBatch(t testing.TB, key crypto.PrivKey, ch cid.Cid, from uint64, prev cid.Cid, k, size int, text string) []*protocol.Signed {
+	t.Helper()
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*protocol.Signed
+	for len(out) < k {
+		var recs []*protocol.Record
+		for i := 0; i < size && len(out)+i < k; i++ {
+			r := &protocol.Record{Channel: ch, Author: id, Seq: from + uint64(len(out)+i) + 1, Prev: prev, Time: time.Now().UnixMilli(),
+				Kind: "note", Body: map[string]any{"text": text}}
+			b, err := r.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, prev = append(recs, r), protocol.Sum(b)
+		}
+		batch, err := protocol.SealBatch(recs, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, batch...)
+	}
+	return out
+}
+
 // rawPayload signs record bytes in a record envelope without Seal's check
 // that the key is the author's: what a forger can do.
 type rawPayload struct{ b []byte }

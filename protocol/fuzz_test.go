@@ -66,6 +66,9 @@ func FuzzOpen(f *testing.F) {
 	for _, e := range envelopes {
 		f.Add(e)
 	}
+	for _, s := range mustSealBatch(f, 7, batchRecords(f, 7, 5)) {
+		f.Add(s.Envelope)
+	}
 	f.Fuzz(func(t *testing.T, env []byte) {
 		s, err := Open(env)
 		if err != nil {
@@ -130,6 +133,41 @@ func FuzzParseBody(f *testing.F) {
 		again, err := ParseBody(out)
 		if err != nil || !reflect.DeepEqual(again, body) {
 			t.Fatalf("body changed through JSON %s: %v", out, err)
+		}
+	})
+}
+
+// FuzzDecodeBundle holds bundle decoding to its bounds: no panic, at most
+// MaxBundle envelopes, each inside the message, and a bundle of what it
+// returned decodes to the same envelopes.
+func FuzzDecodeBundle(f *testing.F) {
+	var envs [][]byte
+	for _, s := range mustSealBatch(f, 8, batchRecords(f, 8, 3)) {
+		envs = append(envs, s.Envelope)
+	}
+	f.Add(EncodeBundle(envs))
+	f.Add(EncodeBundle(envs[:1]))
+	f.Add([]byte{0x82, 0x01, 0x00})
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		got, err := DecodeBundle(msg)
+		if err != nil {
+			return
+		}
+		total := 0
+		for _, e := range got {
+			total += len(e)
+		}
+		if len(got) == 0 || len(got) > MaxBundle || total > len(msg) || !IsBundle(msg) {
+			t.Fatalf("%d envelopes of %d bytes from a message of %d", len(got), total, len(msg))
+		}
+		again, err := DecodeBundle(EncodeBundle(got))
+		if err != nil || len(again) != len(got) {
+			t.Fatalf("re-encoded bundle: %d envelopes, %v", len(again), err)
+		}
+		for i := range got {
+			if !bytes.Equal(again[i], got[i]) {
+				t.Fatalf("envelope %d changed", i)
+			}
 		}
 	})
 }
