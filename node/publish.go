@@ -208,6 +208,7 @@ func (n *Node) sealBatch(ch cid.Cid, reqs []*pubReq) []*protocol.Signed {
 	now := time.Now().UnixMilli()
 	key := n.signer.Load()
 	var recs []*protocol.Record
+	var encoded [][]byte
 	var live []*pubReq
 	for _, q := range reqs {
 		r := &protocol.Record{
@@ -227,7 +228,7 @@ func (n *Node) sealBatch(ch cid.Cid, reqs []*pubReq) []*protocol.Signed {
 			continue
 		}
 		seq, prev = r.Seq, protocol.Sum(b)
-		recs, live = append(recs, r), append(live, q)
+		recs, encoded, live = append(recs, r), append(encoded, b), append(live, q)
 	}
 	if len(recs) == 0 {
 		return nil
@@ -242,7 +243,7 @@ func (n *Node) sealBatch(ch cid.Cid, reqs []*pubReq) []*protocol.Signed {
 			signed = []*protocol.Signed{s}
 		}
 	} else {
-		signed, err = protocol.SealBatch(recs, key.key)
+		signed, err = protocol.SealBatchEncoded(recs, encoded, key.key)
 	}
 	if err != nil {
 		// A later record would link to one never stored: fail them all.
@@ -260,7 +261,7 @@ func (n *Node) sealBatch(ch cid.Cid, reqs []*pubReq) []*protocol.Signed {
 	for i, s := range signed {
 		live[i].s = s
 		n.metrics.published.Inc()
-		n.accepted(s)
+		n.acceptedOwn(s)
 	}
 	return signed
 }
@@ -390,7 +391,7 @@ func (n *Node) CreateChannel(ctx context.Context, name, description string, memb
 		return cid.Undef, fmt.Errorf("channel create: %w", n.storeFailed(opPublish, err))
 	}
 	n.sync.confirm(s.CID)
-	n.accepted(s)
+	n.acceptedOwn(s)
 	// A company that changed keys: the log that says its key signs.
 	if err := n.spreadKeyLog(ctx); err != nil {
 		n.log.Warn("key log not sent to the new channel", "channel", s.CID, "err", err)

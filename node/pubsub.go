@@ -595,6 +595,13 @@ func (n *Node) stored(s *protocol.Signed, res store.Result, err error, from peer
 
 // accepted updates the node's view after a record was durably stored.
 func (n *Node) accepted(s *protocol.Signed) {
+	n.acceptedOwn(s)
+	n.checkLinksOnArrival(s)
+}
+
+// acceptedOwn is accepted for a record the node has just signed: publish
+// checked its links, and nothing can link to a record before it exists.
+func (n *Node) acceptedOwn(s *protocol.Signed) {
 	n.metrics.accepted.Inc()
 	if n.gov.apply(s) {
 		ch := s.ChannelOf()
@@ -604,7 +611,6 @@ func (n *Node) accepted(s *protocol.Signed) {
 		n.closeRemoved(ch)
 	}
 	n.events.publish(s)
-	n.checkLinksOnArrival(s)
 }
 
 // checkLinksOnArrival checks, once a record is held, the links between it

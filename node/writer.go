@@ -200,7 +200,10 @@ type authorGapKey struct {
 // suspectGap is called when a record from peer from put author's seq
 // beyond its contiguous head in ch. If the head has not reached the
 // highest such seq after gapDelay, the node syncs ch with from, which has
-// just shown that it holds the author's chain.
+// just shown that it holds the author's chain; if the head moved in that
+// time (a burst stored out of order, still closing), it waits another
+// gapDelay, up to maxGapWaits in all, so a gap still being filled by
+// gossip costs no sync that would fetch the same records again.
 func (n *Node) suspectGap(from peer.ID, ch cid.Cid, author peer.ID, seq uint64) {
 	k := authorGapKey{peerChannel{from, ch}, author}
 	n.gaps.mu.Lock()
@@ -214,20 +217,37 @@ func (n *Node) suspectGap(from peer.ID, ch cid.Cid, author peer.ID, seq uint64) 
 	}
 	n.gaps.pending[k] = seq
 	n.gaps.mu.Unlock()
-	time.AfterFunc(gapDelay, func() {
-		n.gaps.mu.Lock()
-		seq := n.gaps.pending[k]
-		delete(n.gaps.pending, k)
-		n.gaps.mu.Unlock()
+	head0, _ := n.store.Head(ch, author)
+	waits := 0
+	var check func()
+	check = func() {
 		if n.ctx.Err() != nil {
+			n.gaps.mu.Lock()
+			delete(n.gaps.pending, k)
+			n.gaps.mu.Unlock()
 			return
 		}
-		if head, err := n.store.Head(ch, author); err == nil && head < seq {
+		head, err := n.store.Head(ch, author)
+		n.gaps.mu.Lock()
+		seq := n.gaps.pending[k]
+		if err == nil && head < seq && head > head0 && waits < maxGapWaits {
+			n.gaps.mu.Unlock()
+			head0, waits = head, waits+1
+			time.AfterFunc(gapDelay, check)
+			return
+		}
+		delete(n.gaps.pending, k)
+		n.gaps.mu.Unlock()
+		if err == nil && head < seq {
 			n.metrics.gaps.Inc()
 			n.sync.schedule(from, ch)
 		}
-	})
+	}
+	time.AfterFunc(gapDelay, check)
 }
+
+// maxGapWaits bounds how often a gap that keeps closing defers its sync.
+const maxGapWaits = 10
 
 // tailDelay is how long gossip from a peer in a channel must have been
 // quiet before the node checks, with a sync, that it holds what the peer

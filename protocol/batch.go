@@ -65,7 +65,22 @@ func batchMessage(size uint64, root []byte) []byte {
 // records need not share a channel or an author; the key's authority for
 // each is for its author's key log to say, as with SealWith.
 func SealBatch(recs []*Record, key crypto.PrivKey) ([]*Signed, error) {
-	if len(recs) == 0 || len(recs) > MaxBatch {
+	encoded := make([][]byte, len(recs))
+	for i, r := range recs {
+		b, err := r.Encode()
+		if err != nil {
+			return nil, fmt.Errorf("seal: %w", err)
+		}
+		encoded[i] = b
+	}
+	return SealBatchEncoded(recs, encoded, key)
+}
+
+// SealBatchEncoded is SealBatch for records already encoded: encoded[i]
+// must be recs[i].Encode()'s bytes, as a publisher that chains records by
+// their CIDs has them.
+func SealBatchEncoded(recs []*Record, encoded [][]byte, key crypto.PrivKey) ([]*Signed, error) {
+	if len(recs) == 0 || len(recs) > MaxBatch || len(encoded) != len(recs) {
 		return nil, fmt.Errorf("seal: a batch holds 1 to %d records, not %d", MaxBatch, len(recs))
 	}
 	id, err := peer.IDFromPrivateKey(key)
@@ -79,10 +94,7 @@ func SealBatch(recs []*Record, key crypto.PrivKey) ([]*Signed, error) {
 	out := make([]*Signed, len(recs))
 	leaves := make([][]byte, len(recs))
 	for i, r := range recs {
-		b, err := r.Encode()
-		if err != nil {
-			return nil, fmt.Errorf("seal: %w", err)
-		}
+		b := encoded[i]
 		if len(b) > MaxRecordSize {
 			return nil, fmt.Errorf("seal: record of %d bytes: %w", len(b), ErrTooLarge)
 		}
