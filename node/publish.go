@@ -104,6 +104,10 @@ type pubReq struct {
 // maxPubBatch bounds the records signed and written together.
 const maxPubBatch = 256 // at most protocol.MaxBatch
 
+// MaxPublishBatch is the most records the node signs with one signature:
+// a burst of publishes is signed in batches of up to this many.
+const MaxPublishBatch = maxPubBatch
+
 // publisher is the one goroutine that signs the node's records, so no seq
 // is signed twice: it takes every request waiting, gives them consecutive
 // seqs per channel, signs them in parallel, writes them in one transaction

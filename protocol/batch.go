@@ -193,29 +193,42 @@ func parseBatchEnvelope(env []byte) (*batchEnvelope, error) {
 	var e batchEnvelope
 	var ptype, rawProof []byte
 	rest := env
+	// Each tag, length and number in its one canonical form: the
+	// shortest varint (protowire reads longer ones too), so that one
+	// record has one batch envelope per proof.
+	tag := func(want protowire.Number, typ protowire.Type) bool {
+		num, t, n := protowire.ConsumeTag(rest)
+		if n < 0 || num != want || t != typ || n != protowire.SizeTag(want) {
+			return false
+		}
+		rest = rest[n:]
+		return true
+	}
+	varint := func() (uint64, bool) {
+		v, n := protowire.ConsumeVarint(rest)
+		if n < 0 || n != protowire.SizeVarint(v) {
+			return 0, false
+		}
+		rest = rest[n:]
+		return v, true
+	}
 	bytesField := func(want protowire.Number) ([]byte, bool) {
-		num, typ, n := protowire.ConsumeTag(rest)
-		if n < 0 || num != want || typ != protowire.BytesType {
+		if !tag(want, protowire.BytesType) {
 			return nil, false
 		}
-		v, m := protowire.ConsumeBytes(rest[n:])
-		if m < 0 {
+		l, ok := varint()
+		if !ok || l > uint64(len(rest)) {
 			return nil, false
 		}
-		rest = rest[n+m:]
+		v := rest[:l]
+		rest = rest[l:]
 		return v, true
 	}
 	varintField := func(want protowire.Number) (uint64, bool) {
-		num, typ, n := protowire.ConsumeTag(rest)
-		if n < 0 || num != want || typ != protowire.VarintType {
+		if !tag(want, protowire.VarintType) {
 			return 0, false
 		}
-		v, m := protowire.ConsumeVarint(rest[n:])
-		if m < 0 {
-			return 0, false
-		}
-		rest = rest[n+m:]
-		return v, true
+		return varint()
 	}
 	var ok bool
 	if e.pub, ok = bytesField(envelopeKeyField); !ok {
@@ -242,12 +255,9 @@ func parseBatchEnvelope(env []byte) (*batchEnvelope, error) {
 	if len(rest) != 0 {
 		return bad("bytes after the proof")
 	}
+	e.proof = make([][]byte, 0, len(rawProof)/merkleHashSize)
 	for len(rawProof) > 0 {
 		e.proof, rawProof = append(e.proof, rawProof[:merkleHashSize]), rawProof[merkleHashSize:]
-	}
-	// Varints have one canonical form: the encoder's.
-	if !bytes.Equal(encodeBatchEnvelope(e.pub, e.payload, e.sig, e.size, e.index, e.proof), env) {
-		return bad("not in canonical form")
 	}
 	return &e, nil
 }

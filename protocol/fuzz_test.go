@@ -171,3 +171,21 @@ func FuzzDecodeBundle(f *testing.F) {
 		}
 	})
 }
+
+// FuzzBatchEnvelopeCanonical: whatever parses as a batch envelope is the
+// encoder's bytes for its fields, so a record has one batch envelope for
+// each signature, index and proof.
+func FuzzBatchEnvelopeCanonical(f *testing.F) {
+	for _, s := range mustSealBatch(f, 9, batchRecords(f, 9, 3)) {
+		f.Add(s.Envelope)
+	}
+	f.Fuzz(func(t *testing.T, env []byte) {
+		e, err := parseBatchEnvelope(env)
+		if err != nil {
+			return
+		}
+		if again := encodeBatchEnvelope(e.pub, e.payload, e.sig, e.size, e.index, e.proof); !bytes.Equal(again, env) {
+			t.Fatalf("parsed, but not the encoder's bytes:\n%x\n%x", env, again)
+		}
+	})
+}

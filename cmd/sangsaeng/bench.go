@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/sangsaeng/sangsaeng/protocol"
 )
 
 // The phases of the bench, in the order they run.
@@ -23,9 +25,10 @@ const (
 	phaseThroughput = "throughput"
 	phaseLatency    = "latency"
 	phaseCatchup    = "catchup"
+	phaseStartup    = "startup"
 )
 
-var benchPhases = []string{phaseBaseline, phaseThroughput, phaseLatency, phaseCatchup}
+var benchPhases = []string{phaseBaseline, phaseThroughput, phaseLatency, phaseCatchup, phaseStartup}
 
 // benchConfig is what `sangsaeng bench` was asked to measure.
 type benchConfig struct {
@@ -35,6 +38,9 @@ type benchConfig struct {
 	rate           float64
 	latencyRecords int
 	catchupRecords int
+	startupRecords int
+	loadBatch      int
+	curve          []float64
 	publishers     int
 	idle           time.Duration
 	phases         []string
@@ -86,6 +92,8 @@ type benchReport struct {
 	P90Ms           *float64 `json:"p90_ms,omitempty"`
 	P99Ms           *float64 `json:"p99_ms,omitempty"`
 	MaxMs           *float64 `json:"max_ms,omitempty"`
+	// LatencyCurve is the same at each rate of --curve (and --rate).
+	LatencyCurve []benchLatency `json:"latency_curve,omitempty"`
 
 	// catchup: sync after a restart.
 	CatchupRecords  int      `json:"catchup_records,omitempty"`
@@ -93,6 +101,20 @@ type benchReport struct {
 	CatchupPerSec   *float64 `json:"catchup_per_sec,omitempty"`
 	CatchupSec      *float64 `json:"catchup_sec,omitempty"`
 	LoadSec         *float64 `json:"load_sec,omitempty"`
+	// LoadBatch is how many of the waiting records share a signature, as
+	// the node signs a burst it publishes (1: each signed on its own).
+	LoadBatch int `json:"load_batch,omitempty"`
+
+	// startup: a node restarted with StartupRecords held (its own chain
+	// loaded into its store as in catch-up). StartupMs is from starting
+	// its process to the node started (gossip joined, API and sync
+	// running); StartupOpenMs the part of it in node.New (the store
+	// opened, governance, key logs and receipts read).
+	StartupRecords int      `json:"startup_records,omitempty"`
+	StartupHeld    *int     `json:"startup_held,omitempty"`
+	StartupMs      *float64 `json:"startup_ms,omitempty"`
+	StartupOpenMs  *float64 `json:"startup_open_ms,omitempty"`
+	StartupLoadSec *float64 `json:"startup_load_sec,omitempty"`
 
 	// memory: the largest peak resident size of a node process, the
 	// largest anonymous part of it seen (the rest is mapped files: Badger's
@@ -110,6 +132,17 @@ type benchReport struct {
 	// core) before each phase: the background work the phase before left.
 	SettleSec  map[string]float64 `json:"settle_sec"`
 	ElapsedSec float64            `json:"elapsed_sec"`
+}
+
+// benchLatency is the latency phase at one rate.
+type benchLatency struct {
+	Rate     float64 `json:"rate"`
+	Records  int     `json:"records"`
+	Received int     `json:"received"`
+	P50Ms    float64 `json:"p50_ms"`
+	P90Ms    float64 `json:"p90_ms"`
+	P99Ms    float64 `json:"p99_ms"`
+	MaxMs    float64 `json:"max_ms"`
 }
 
 // benchStep is one step of the baseline's ramp.
@@ -143,6 +176,7 @@ func cmdBench(ctx context.Context, env *Env, args []string) error {
 			"              gossip, validate, store), one node publishing as fast as it can\n"+
 			"  latency     publish-to-stored-at-partner latency at a fixed rate\n"+
 			"  catchup     records per second a restarted member ingests through sync\n"+
+			"  startup     how long a node holding --startup-records takes to start\n"+
 			"and the largest resident memory of a node process. Progress goes to stderr, the\n"+
 			"result to stdout: a table, or with --json one object. No daemon or home is\n"+
 			"touched; --log-level sets the nodes' logging (default warn), which goes nowhere\n"+
@@ -154,6 +188,9 @@ func cmdBench(ctx context.Context, env *Env, args []string) error {
 	f.Float64Var(&cfg.rate, "rate", 1000, "records per second in the latency phase (default 1000)")
 	f.IntVar(&cfg.latencyRecords, "latency-records", 10000, "records to publish in the latency phase (default 10000)")
 	f.IntVar(&cfg.catchupRecords, "catchup-records", 100000, "records waiting for the restarted member in the catch-up phase (default 100000)")
+	f.IntVar(&cfg.startupRecords, "startup-records", 1000000, "records the node holds when the startup phase restarts it (default 1000000)")
+	f.IntVar(&cfg.loadBatch, "load-batch", benchLoadBatch, fmt.Sprintf("records per signature in what catch-up and startup load, as the node signs a burst (1: each signed alone; default %d)", benchLoadBatch))
+	curve := f.String("curve", "1000,2000,5000", "rates, records per second, of the latency phase's curve, besides --rate (default 1000,2000,5000)")
 	f.IntVar(&cfg.publishers, "publishers", 64, "goroutines publishing at once in the throughput phase and the baseline's burst (default 64)")
 	f.DurationVar(&cfg.idle, "idle", 5*time.Second, "a phase ends when a partner has stored nothing new for this long (default 5s)")
 	phases := f.String("phases", "all", "phases to run: all (the default), or a comma-separated list of "+strings.Join(benchPhases, ", "))
@@ -166,8 +203,10 @@ func cmdBench(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	switch {
-	case cfg.records < 1 || cfg.latencyRecords < 1 || cfg.catchupRecords < 1:
-		return f.usageErrorf("--records, --latency-records and --catchup-records must be at least 1")
+	case cfg.records < 1 || cfg.latencyRecords < 1 || cfg.catchupRecords < 1 || cfg.startupRecords < 1:
+		return f.usageErrorf("--records, --latency-records, --catchup-records and --startup-records must be at least 1")
+	case cfg.loadBatch < 1 || cfg.loadBatch > protocol.MaxBatch:
+		return f.usageErrorf("--load-batch %d: want 1 to %d", cfg.loadBatch, protocol.MaxBatch)
 	case cfg.payload < 1 || cfg.payload > 64<<10:
 		return f.usageErrorf("--payload %d: want 1 to %d bytes", cfg.payload, 64<<10)
 	case cfg.nodes < 2 || cfg.nodes > 32:
@@ -178,6 +217,9 @@ func cmdBench(ctx context.Context, env *Env, args []string) error {
 		return f.usageErrorf("--publishers must be at least 1")
 	case cfg.idle < 100*time.Millisecond:
 		return f.usageErrorf("--idle must be at least 100ms")
+	}
+	if cfg.curve, err = parseRates(*curve, cfg.rate); err != nil {
+		return f.usageErrorf("--curve %s: %v", *curve, err)
 	}
 	if cfg.phases, err = parsePhases(*phases); err != nil {
 		return f.usageErrorf("--phases %s: %v", *phases, err)
@@ -222,6 +264,24 @@ func cmdBench(ctx context.Context, env *Env, args []string) error {
 		return env.printJSON(b.rep)
 	}
 	return b.rep.print(env)
+}
+
+// parseRates reads --curve: the rates, with first in front, each once.
+func parseRates(s string, first float64) ([]float64, error) {
+	out := []float64{first}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	for f := range strings.SplitSeq(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v <= 0 || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("%q is not a rate above 0", strings.TrimSpace(f))
+		}
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out, nil
 }
 
 // parsePhases reads --phases.
@@ -273,7 +333,7 @@ func (b *bench) run(ctx context.Context) error {
 			return fmt.Errorf("baseline: %w", err)
 		}
 	}
-	if !b.cfg.has(phaseThroughput) && !b.cfg.has(phaseLatency) && !b.cfg.has(phaseCatchup) {
+	if !b.cfg.has(phaseThroughput) && !b.cfg.has(phaseLatency) && !b.cfg.has(phaseCatchup) && !b.cfg.has(phaseStartup) {
 		return nil
 	}
 	if err := b.setup(ctx); err != nil {
@@ -286,6 +346,7 @@ func (b *bench) run(ctx context.Context) error {
 		{phaseThroughput, b.throughput},
 		{phaseLatency, b.latency},
 		{phaseCatchup, b.catchup},
+		{phaseStartup, b.startup},
 	} {
 		if !b.cfg.has(p.name) {
 			continue
@@ -642,6 +703,11 @@ func (b *bench) throughput(ctx context.Context) error {
 func (b *bench) counters(ctx context.Context) (map[string]map[string]float64, error) {
 	out := map[string]map[string]float64{}
 	for _, c := range b.nodes {
+		select {
+		case <-c.done: // stopped by a phase (startup)
+			continue
+		default:
+		}
 		r, err := c.call(ctx, benchMsg{Op: "metrics"})
 		if err != nil {
 			return nil, err
@@ -651,45 +717,66 @@ func (b *bench) counters(ctx context.Context) (map[string]map[string]float64, er
 	return out, nil
 }
 
-// latency has node 0 publish at a fixed rate and collects, at every
-// partner, the time from the call to Publish to the record being stored.
+// latency has node 0 publish at fixed rates, --rate and then each of
+// --curve, and collects, at every partner, the time from the call to
+// Publish to the record being stored. The p50_ms... figures are those at
+// --rate; latency_curve has every rate.
 func (b *bench) latency(ctx context.Context) error {
-	pub := b.nodes[0]
-	b.progress("latency: publishing %d records at %.0f per second", b.cfg.latencyRecords, b.cfg.rate)
-	var lat []float64
-	handles := make([]int, len(b.nodes)-1)
-	for i, c := range b.nodes[1:] {
-		r, err := c.call(ctx, benchMsg{Op: "arm-latency", Channel: b.channel, Tag: "l", Count: b.cfg.latencyRecords, IdleMs: b.cfg.idle.Milliseconds()})
+	for i, rate := range b.cfg.curve {
+		if i > 0 {
+			b.settle(ctx)
+		}
+		l, err := b.latencyAt(ctx, rate, fmt.Sprintf("l%d", i))
 		if err != nil {
 			return err
 		}
+		b.rep.LatencyCurve = append(b.rep.LatencyCurve, l)
+		if i == 0 {
+			b.rep.Rate = rate
+			b.rep.LatencyRecords = l.Records
+			b.rep.LatencyReceived = pointer(l.Received)
+			b.rep.P50Ms, b.rep.P90Ms, b.rep.P99Ms, b.rep.MaxMs = pointer(l.P50Ms), pointer(l.P90Ms), pointer(l.P99Ms), pointer(l.MaxMs)
+		}
+	}
+	return nil
+}
+
+// latencyAt measures latency at one rate.
+func (b *bench) latencyAt(ctx context.Context, rate float64, tag string) (benchLatency, error) {
+	pub := b.nodes[0]
+	b.progress("latency: publishing %d records at %.0f per second", b.cfg.latencyRecords, rate)
+	var lat []float64
+	handles := make([]int, len(b.nodes)-1)
+	for i, c := range b.nodes[1:] {
+		r, err := c.call(ctx, benchMsg{Op: "arm-latency", Channel: b.channel, Tag: tag, Count: b.cfg.latencyRecords, IdleMs: b.cfg.idle.Milliseconds()})
+		if err != nil {
+			return benchLatency{}, err
+		}
 		handles[i] = r.Handle
 	}
-	if _, err := pub.call(ctx, benchMsg{Op: "publish", Channel: b.channel, Tag: "l", Count: b.cfg.latencyRecords, Payload: b.cfg.payload, Rate: b.cfg.rate}); err != nil {
-		return err
+	if _, err := pub.call(ctx, benchMsg{Op: "publish", Channel: b.channel, Tag: tag, Count: b.cfg.latencyRecords, Payload: b.cfg.payload, Rate: rate}); err != nil {
+		return benchLatency{}, err
 	}
 	received := math.MaxInt
 	for i, c := range b.nodes[1:] {
 		r, err := c.call(ctx, benchMsg{Op: "await", Handle: handles[i]})
 		if err != nil {
-			return err
+			return benchLatency{}, err
 		}
 		lat = append(lat, r.Latencies...)
 		received = min(received, r.Count)
 	}
 	if len(lat) == 0 {
-		return fmt.Errorf("no partner received any record")
+		return benchLatency{}, fmt.Errorf("no partner received any record at %.0f/s", rate)
 	}
 	slices.Sort(lat)
-	b.rep.Rate = b.cfg.rate
-	b.rep.LatencyRecords = b.cfg.latencyRecords
-	b.rep.LatencyReceived = pointer(received)
-	b.rep.P50Ms = pointer(round(percentile(lat, 50), 3))
-	b.rep.P90Ms = pointer(round(percentile(lat, 90), 3))
-	b.rep.P99Ms = pointer(round(percentile(lat, 99), 3))
-	b.rep.MaxMs = pointer(round(lat[len(lat)-1], 3))
-	b.progress("latency: p50 %.2f ms, p99 %.2f ms", *b.rep.P50Ms, *b.rep.P99Ms)
-	return nil
+	l := benchLatency{
+		Rate: rate, Records: b.cfg.latencyRecords, Received: received,
+		P50Ms: round(percentile(lat, 50), 3), P90Ms: round(percentile(lat, 90), 3),
+		P99Ms: round(percentile(lat, 99), 3), MaxMs: round(lat[len(lat)-1], 3),
+	}
+	b.progress("latency: at %.0f/s p50 %.2f ms, p99 %.2f ms", rate, l.P50Ms, l.P99Ms)
+	return l, nil
 }
 
 // catchup measures a member catching up after a restart. It stops node 1
@@ -714,7 +801,7 @@ func (b *bench) catchup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	l, err := loader.call(ctx, benchMsg{Op: "load", Channel: b.channel, Count: b.cfg.catchupRecords, Payload: b.cfg.payload})
+	l, err := loader.call(ctx, benchMsg{Op: "load", Channel: b.channel, Count: b.cfg.catchupRecords, Payload: b.cfg.payload, Workers: b.cfg.loadBatch})
 	if err != nil {
 		return err
 	}
@@ -722,6 +809,7 @@ func (b *bench) catchup(ctx context.Context) error {
 		return err
 	}
 	b.rep.LoadSec = pointer(round(float64(l.Last-l.First)/1e9, 2))
+	b.rep.LoadBatch = b.cfg.loadBatch
 	b.progress("catch-up: wrote them in %.1f s; restarting %s, then %s", *b.rep.LoadSec, pub.name, member.name)
 	if pub, err = b.startNode(ctx, "node0-restart", filepath.Join(b.root, "node0")); err != nil {
 		return err
@@ -757,6 +845,64 @@ func (b *bench) catchup(ctx context.Context) error {
 	b.rep.CatchupSec = pointer(round(secs, 3))
 	b.rep.CatchupPerSec = pointer(round(float64(r.Count)/secs, 1))
 	b.progress("catch-up: %d records in %.2f s after the restart", r.Count, secs)
+	return nil
+}
+
+// startup measures how long a node holding startupRecords takes to
+// start. It stops every node, has a loader write node 1's own records into
+// its store until it holds that many (signed as catch-up's are), and
+// starts node 1 again, timing from the start of its process to the node
+// started. The other nodes stay down: they would only fetch the loaded
+// records from it once it runs, which is catch-up's measure, not this.
+func (b *bench) startup(ctx context.Context) error {
+	c := b.nodes[1]
+	h, err := c.call(ctx, benchMsg{Op: "head", Channel: b.channel, Peer: c.hello.Peer})
+	if err != nil {
+		return err
+	}
+	home := filepath.Join(b.root, "node1")
+	for _, n := range b.nodes {
+		if err := n.stop(); err != nil {
+			return err
+		}
+	}
+	b.rep.StartupRecords = b.cfg.startupRecords
+	if more := b.cfg.startupRecords - h.Count; more > 0 {
+		b.progress("startup: writing %d records into %s's store, to hold %d", more, c.name, b.cfg.startupRecords)
+		loader, err := b.startNode(ctx, "loader", home)
+		if err != nil {
+			return err
+		}
+		l, err := loader.call(ctx, benchMsg{Op: "load", Channel: b.channel, Count: more, Payload: b.cfg.payload, Workers: b.cfg.loadBatch})
+		if err != nil {
+			return err
+		}
+		if err := loader.stop(); err != nil {
+			return err
+		}
+		b.rep.StartupLoadSec = pointer(round(float64(l.Last-l.First)/1e9, 1))
+		b.progress("startup: wrote them in %.1f s", *b.rep.StartupLoadSec)
+	}
+	start := time.Now()
+	c, err = b.startNode(ctx, "node1-startup", home)
+	if err != nil {
+		return err
+	}
+	b.nodes[1] = c
+	if _, err := c.call(ctx, benchMsg{Op: "start"}); err != nil {
+		return err
+	}
+	took := time.Since(start)
+	h, err = c.call(ctx, benchMsg{Op: "head", Channel: b.channel, Peer: c.hello.Peer})
+	if err != nil {
+		return err
+	}
+	b.rep.StartupHeld = pointer(h.Count)
+	b.rep.StartupMs = pointer(round(float64(took.Microseconds())/1000, 1))
+	if c.hello.Last > c.hello.First {
+		b.rep.StartupOpenMs = pointer(round(float64(c.hello.Last-c.hello.First)/1e6, 1))
+	}
+	b.progress("startup: %s holding %d records started in %.0f ms", c.name, h.Count, *b.rep.StartupMs)
 	return nil
 }
 
@@ -851,9 +997,17 @@ func (r *benchReport) print(env *Env) error {
 		fmt.Fprintf(tw, "latency\tp50 %.2f ms, p99 %.2f ms\tpublish to stored at a partner at %s records/s (p90 %.2f, max %.2f; %d of %d received)\n",
 			*r.P50Ms, *r.P99Ms, num(r.Rate), *r.P90Ms, *r.MaxMs, *r.LatencyReceived, r.LatencyRecords)
 	}
+	for _, l := range r.LatencyCurve[min(1, len(r.LatencyCurve)):] {
+		fmt.Fprintf(tw, "\tp50 %.2f ms, p99 %.2f ms\tat %s records/s (p90 %.2f, max %.2f; %d of %d received)\n",
+			l.P50Ms, l.P99Ms, num(l.Rate), l.P90Ms, l.MaxMs, l.Received, l.Records)
+	}
 	if r.CatchupPerSec != nil {
-		fmt.Fprintf(tw, "catch-up\t%s records/s\t%d records through sync in %.2f s after a restart (writing them took %.1f s)\n",
-			num(*r.CatchupPerSec), *r.CatchupReceived, *r.CatchupSec, *r.LoadSec)
+		fmt.Fprintf(tw, "catch-up\t%s records/s\t%d records through sync in %.2f s after a restart, %d to a signature (writing them took %.1f s)\n",
+			num(*r.CatchupPerSec), *r.CatchupReceived, *r.CatchupSec, r.LoadBatch, *r.LoadSec)
+	}
+	if r.StartupMs != nil {
+		fmt.Fprintf(tw, "start-up\t%s ms\ta node holding %s records, from its process's start to started (%s ms opening the store and reading its state)\n",
+			num(*r.StartupMs), num(float64(*r.StartupHeld)), num(deref(r.StartupOpenMs)))
 	}
 	if len(r.RSSMBNode) > 0 {
 		var per []string

@@ -82,10 +82,12 @@ func benchNodeChild(ctx context.Context, env *Env, args []string) error {
 		_ = level.UnmarshalText([]byte(env.LogLevel)) // checked by the flag
 	}
 	log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+	opened := time.Now()
 	n, err := node.New(cfg, node.WithoutNATPortMap(), node.WithLogger(log))
 	if err != nil {
 		return err
 	}
+	openedIn := time.Since(opened)
 	if fresh {
 		// Keep the port the system chose, so that partners find the node
 		// at its address after a restart, as they would a daemon's.
@@ -116,7 +118,9 @@ func benchNodeChild(ctx context.Context, env *Env, args []string) error {
 	}
 
 	b := &benchNode{n: n, key: key, home: home}
-	hello := benchMsg{Peer: n.ID().String()}
+	// First and Last bracket node.New: the store opened and the node's
+	// state read from it.
+	hello := benchMsg{Peer: n.ID().String(), First: opened.UnixNano(), Last: opened.Add(openedIn).UnixNano()}
 	for _, a := range n.Host().Addrs() {
 		hello.Addrs = append(hello.Addrs, a.String()+"/p2p/"+n.ID().String())
 	}
@@ -129,6 +133,10 @@ func benchNodeChild(ctx context.Context, env *Env, args []string) error {
 	conn.ack(exit, err)
 	return err
 }
+
+// benchLoadBatch is how many records the loader signs together by default:
+// as many as the node's publisher signs together in a burst.
+const benchLoadBatch = node.MaxPublishBatch
 
 // benchNode is the node of a node child and what it was asked to watch.
 type benchNode struct {
@@ -204,7 +212,7 @@ func (b *benchNode) handle(ctx context.Context, m benchMsg) benchMsg {
 			return err
 		})
 	case "load":
-		return b.load(ctx, ch, m.Count, m.Payload)
+		return b.load(ctx, ch, m.Count, m.Payload, max(1, m.Workers))
 	case "arm-head":
 		author, err := b.author(m.Peer)
 		if err != nil {
@@ -380,7 +388,7 @@ func (w *headWatch) wait(ctx context.Context, idle, timeout time.Duration) bench
 // every core, and stored in batches. It is how the bench puts records in
 // place for a member to catch up on; it goes through the node's exported
 // store, so the node must not publish in ch meanwhile.
-func (b *benchNode) load(ctx context.Context, ch cid.Cid, count, payload int) benchMsg {
+func (b *benchNode) load(ctx context.Context, ch cid.Cid, count, payload, batch int) benchMsg {
 	b.loadMu.Lock()
 	defer b.loadMu.Unlock()
 	start := time.Now()
@@ -402,14 +410,17 @@ func (b *benchNode) load(ctx context.Context, ch cid.Cid, count, payload int) be
 		return benchFail(fmt.Errorf("own records beyond the head in %s: the chain has a gap (%v)", ch, err))
 	}
 	size := b.textSize(ch, payload)
-	const chunk = 4096
+	// Records are signed as the publisher signs them: batch records
+	// under one signature (protocol.SealBatch), or each on its own when
+	// batch is 1, as records published one at a time are.
+	chunk := 4096 / batch * batch
 	for done := 0; done < count; {
 		if ctx.Err() != nil {
 			return benchFail(ctx.Err())
 		}
 		k := min(chunk, count-done)
 		recs := make([]*protocol.Record, k)
-		want := make([]cid.Cid, k)
+		encoded := make([][]byte, k)
 		for j := range recs {
 			r := &protocol.Record{
 				Channel: ch, Author: self, Seq: head + 1, Prev: prev, Time: time.Now().UnixMilli(),
@@ -419,22 +430,30 @@ func (b *benchNode) load(ctx context.Context, ch cid.Cid, count, payload int) be
 			if err != nil {
 				return benchFail(err)
 			}
-			recs[j], want[j] = r, protocol.Sum(enc)
-			head, prev = head+1, want[j]
+			recs[j], encoded[j] = r, enc
+			head, prev = head+1, protocol.Sum(enc)
 		}
 		signed := make([]*protocol.Signed, k)
-		errs := make([]error, k)
+		groups := (k + batch - 1) / batch
+		errs := make([]error, groups)
 		var wg sync.WaitGroup
 		workers := runtime.GOMAXPROCS(0)
 		for w := range workers {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for j := w; j < k; j += workers {
-					signed[j], errs[j] = protocol.Seal(recs[j], b.key)
-					if errs[j] == nil && signed[j].CID != want[j] {
-						errs[j] = fmt.Errorf("record %d sealed as %s, encoded as %s", j, signed[j].CID, want[j])
+				for g := w; g < groups; g += workers {
+					lo, hi := g*batch, min((g+1)*batch, k)
+					var out []*protocol.Signed
+					if hi-lo == 1 {
+						var s *protocol.Signed
+						if s, errs[g] = protocol.Seal(recs[lo], b.key); errs[g] == nil {
+							out = []*protocol.Signed{s}
+						}
+					} else {
+						out, errs[g] = protocol.SealBatchEncoded(recs[lo:hi], encoded[lo:hi], b.key)
 					}
+					copy(signed[lo:hi], out)
 				}
 			}()
 		}

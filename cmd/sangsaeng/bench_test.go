@@ -13,7 +13,8 @@ import (
 )
 
 // benchTiny is a configuration of `sangsaeng bench` that runs in seconds.
-var benchTiny = []string{"--records", "200", "--latency-records", "100", "--catchup-records", "300", "--rate", "200", "--idle", "2s"}
+var benchTiny = []string{"--records", "200", "--latency-records", "100", "--catchup-records", "300", "--startup-records", "1000",
+	"--rate", "200", "--curve", "400", "--load-batch", "16", "--idle", "2s"}
 
 // TestBenchJSON runs the bench on a tiny configuration and checks that it
 // prints one well-formed JSON object. It asserts nothing about speed.
@@ -86,7 +87,31 @@ func TestBenchJSON(t *testing.T) {
 	if p50, p99 := num("p50_ms"), num("p99_ms"); p50 > p99 {
 		t.Errorf("p50 %v ms > p99 %v ms", p50, p99)
 	}
-	if c, ok := rep["counters"].(map[string]any); !ok || c["throughput"] == nil || c["catchup"] == nil {
+	// The curve: --rate first, then --curve, each with its percentiles.
+	curve, _ := rep["latency_curve"].([]any)
+	if len(curve) != 2 {
+		t.Fatalf("latency_curve = %v, want the rates 200 and 400", rep["latency_curve"])
+	}
+	for i, want := range []float64{200, 400} {
+		p, _ := curve[i].(map[string]any)
+		if p["rate"] != want || p["received"] != 100.0 {
+			t.Errorf("latency_curve[%d] = %v, want rate %v with 100 received", i, p, want)
+		}
+		if p50, _ := p["p50_ms"].(float64); p50 <= 0 || p50 > p["p99_ms"].(float64) {
+			t.Errorf("latency_curve[%d]: p50 %v, p99 %v", i, p["p50_ms"], p["p99_ms"])
+		}
+	}
+	if got := num("load_batch"); got != 16 {
+		t.Errorf("load_batch = %v, want 16", got)
+	}
+	// Start-up: the member holds at least the records asked for.
+	if held := num("startup_held"); held < 1000 {
+		t.Errorf("startup_held = %v, want at least 1000", held)
+	}
+	if ms, open := num("startup_ms"), num("startup_open_ms"); ms <= 0 || open <= 0 || open > ms {
+		t.Errorf("startup_ms = %v with startup_open_ms = %v", ms, open)
+	}
+	if c, ok := rep["counters"].(map[string]any); !ok || c["throughput"] == nil || c["catchup"] == nil || c["startup"] == nil {
 		t.Errorf("counters = %v, want the nodes' counters by phase", rep["counters"])
 	}
 	if base := num("baseline_per_sec"); base > 0 {
@@ -121,7 +146,7 @@ func TestBenchTable(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
-	for _, absent := range []string{"baseline", "catch-up", "ratio"} {
+	for _, absent := range []string{"baseline", "catch-up", "start-up", "ratio"} {
 		if strings.Contains(out, absent) {
 			t.Errorf("table shows %q of a phase not run:\n%s", absent, out)
 		}
@@ -148,7 +173,7 @@ func TestBenchUsage(t *testing.T) {
 
 func TestParsePhases(t *testing.T) {
 	for in, want := range map[string]string{
-		"all":                 "baseline,throughput,latency,catchup",
+		"all":                 "baseline,throughput,latency,catchup,startup",
 		"catchup,baseline":    "baseline,catchup",
 		"latency, throughput": "throughput,latency",
 	} {
