@@ -269,51 +269,53 @@ func openBatch(env []byte) (peer.ID, []byte, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	key, err := crypto.UnmarshalPublicKey(e.pub)
-	if err != nil {
-		return "", nil, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
-	}
 	leaf := merkleHasher.HashLeaf(Sum(e.payload).Bytes())
 	root, err := proof.RootFromInclusionProof(merkleHasher, e.index, e.size, leaf, e.proof)
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: batch envelope: %v", ErrBadEnvelope, err)
 	}
 	msg := batchMessage(e.size, root)
-	if !verifiedBatches.has(e.pub, msg, e.sig) {
-		ok, err := key.Verify(msg, e.sig)
-		if err != nil || !ok {
-			return "", nil, fmt.Errorf("%w: the batch signature does not verify", ErrBadSignature)
-		}
-		verifiedBatches.add(e.pub, msg, e.sig)
+	k := memoKey(e.pub, msg, e.sig)
+	if signer, ok := verifiedBatches.get(k); ok {
+		return signer, e.payload, nil
+	}
+	key, err := crypto.UnmarshalPublicKey(e.pub)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+	}
+	if ok, err := key.Verify(msg, e.sig); err != nil || !ok {
+		return "", nil, fmt.Errorf("%w: the batch signature does not verify", ErrBadSignature)
 	}
 	signer, err := peer.IDFromPublicKey(key)
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
 	}
+	verifiedBatches.add(k, signer)
 	return signer, e.payload, nil
 }
 
-// verifiedBatches remembers batch signatures that verified, so that the
-// other records of a batch cost their proof's hashes, not a signature
-// check each. It is a memo of a pure function (does this key sign this
-// message with these exact signature bytes), keyed by a hash of all three,
-// so what it answers is what ed25519 would; it holds the newest
-// verifiedBatchMemo entries, 32 bytes each.
+// verifiedBatches remembers batch signatures that verified, with the peer
+// ID of their key, so that the other records of a batch cost their
+// proof's hashes, not a key's parsing and a signature check each. It is a
+// memo of a pure function (does this key sign this message with these
+// exact signature bytes), keyed by a hash of all three, so what it answers
+// is what ed25519 would; it holds the newest verifiedBatchMemo entries.
 var verifiedBatches = newBatchMemo(verifiedBatchMemo)
 
 const verifiedBatchMemo = 4096
 
 type batchMemo struct {
 	mu   sync.Mutex
-	seen map[[32]byte]struct{}
+	seen map[[32]byte]peer.ID
 	ring [][32]byte
 	next int
 }
 
 func newBatchMemo(n int) *batchMemo {
-	return &batchMemo{seen: make(map[[32]byte]struct{}, n), ring: make([][32]byte, 0, n)}
+	return &batchMemo{seen: make(map[[32]byte]peer.ID, n), ring: make([][32]byte, 0, n)}
 }
 
+// memoKey is the memo's key for a key, a message and a signature.
 func memoKey(pub, msg, sig []byte) [32]byte {
 	h := sha256.New()
 	for _, b := range [][]byte{pub, msg, sig} {
@@ -326,16 +328,14 @@ func memoKey(pub, msg, sig []byte) [32]byte {
 	return k
 }
 
-func (m *batchMemo) has(pub, msg, sig []byte) bool {
-	k := memoKey(pub, msg, sig)
+func (m *batchMemo) get(k [32]byte) (peer.ID, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, ok := m.seen[k]
-	return ok
+	id, ok := m.seen[k]
+	return id, ok
 }
 
-func (m *batchMemo) add(pub, msg, sig []byte) {
-	k := memoKey(pub, msg, sig)
+func (m *batchMemo) add(k [32]byte, signer peer.ID) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.seen[k]; ok {
@@ -348,7 +348,7 @@ func (m *batchMemo) add(pub, msg, sig []byte) {
 		m.ring[m.next] = k
 		m.next = (m.next + 1) % len(m.ring)
 	}
-	m.seen[k] = struct{}{}
+	m.seen[k] = signer
 }
 
 // Bundles: several envelopes in one gossip message, so that a batch costs

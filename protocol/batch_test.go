@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/record"
 	"github.com/transparency-dev/merkle/proof"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -187,16 +188,21 @@ func TestBatchNotCanonical(t *testing.T) {
 
 func TestBatchMemoBounded(t *testing.T) {
 	m := newBatchMemo(4)
+	key := func(i int) [32]byte { return memoKey([]byte{1}, []byte{byte(i)}, []byte{2}) }
 	for i := range 10 {
-		m.add([]byte{1}, []byte{byte(i)}, []byte{2})
+		m.add(key(i), peer.ID(fmt.Sprint(i)))
 	}
 	if len(m.seen) != 4 || len(m.ring) != 4 {
 		t.Fatalf("memo holds %d entries, %d in its ring", len(m.seen), len(m.ring))
 	}
 	for i := range 10 {
-		if got, want := m.has([]byte{1}, []byte{byte(i)}, []byte{2}), i >= 6; got != want {
-			t.Fatalf("entry %d: held %v, want %v", i, got, want)
+		id, ok := m.get(key(i))
+		if want := i >= 6; ok != want || (ok && id != peer.ID(fmt.Sprint(i))) {
+			t.Fatalf("entry %d: held %v (%s), want %v", i, ok, id, want)
 		}
+	}
+	if memoKey([]byte{1, 2}, []byte{3}, nil) == memoKey([]byte{1}, []byte{2, 3}, nil) {
+		t.Fatal("the memo's key runs its parts together")
 	}
 }
 
