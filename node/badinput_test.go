@@ -177,7 +177,7 @@ func TestBadFiles(t *testing.T) {
 		{"unknown setting", string(good) + "\nlisten_port = 4801\n", []string{"unknown setting", "listen_port"}},
 		{"bad duration", strings.Replace(string(good), `sync_interval = "30s"`, `sync_interval = "soon"`, 1), []string{"soon"}},
 		{"API off loopback", strings.Replace(string(good), `api = "127.0.0.1:0"`, `api = "0.0.0.0:4802"`, 1), []string{"loopback"}},
-		{"negative quota", strings.Replace(string(good), "author_quota = 5000", "author_quota = -1", 1), []string{"author_quota"}},
+		{"negative quota", strings.Replace(string(good), "author_quota = 20000", "author_quota = -1", 1), []string{"author_quota"}},
 		{"bad listen address", strings.Replace(string(good), `"/ip4/127.0.0.1/tcp/0"`, `"127.0.0.1:4801"`, 1), []string{"127.0.0.1:4801"}},
 	} {
 		if c.config == string(good) {

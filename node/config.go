@@ -121,7 +121,7 @@ func DefaultConfig() *Config {
 		MDNS:            true,
 		SyncInterval:    Duration{30 * time.Second},
 		ReceiptInterval: Duration{10 * time.Minute},
-		AuthorQuota:     5000,
+		AuthorQuota:     20000,
 		Relay:           RelayConfig{MaxReservations: 128, MaxCircuits: 16},
 	}
 }

@@ -55,9 +55,9 @@ func TestConfigOverridesStayOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	edited := strings.Replace(string(raw), "author_quota = 5000", "author_quota = 77", 1)
+	edited := strings.Replace(string(raw), "author_quota = 20000", "author_quota = 77", 1)
 	if edited == string(raw) {
-		t.Fatalf("config.toml has no author_quota = 5000:\n%s", raw)
+		t.Fatalf("config.toml has no author_quota = 20000:\n%s", raw)
 	}
 	if err := os.WriteFile(path, []byte(edited), 0o600); err != nil {
 		t.Fatal(err)

@@ -97,6 +97,8 @@ type Node struct {
 	// gossipQueue feeds the gossiper, which hands stored records to
 	// gossipsub in seq order.
 	gossipQueue chan gossipItem
+	// ownTop is the publisher's own: the last record it stored, by channel.
+	ownTop map[cid.Cid]ownTop
 	// putQueue feeds the writer, which stores received records in batches.
 	putQueue   chan *putReq
 	checkQueue chan *checkJob
@@ -179,7 +181,7 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 	n := &Node{
 		cfg: cfg, log: o.log.With("node", shortID(self)), key: key, self: self,
 		topics: map[cid.Cid]*channelTopic{}, events: newHub(), metrics: newMetrics(),
-		pubQueue: make(chan *pubReq, 4*maxPubBatch), gossipQueue: make(chan gossipItem, 64),
+		pubQueue: make(chan *pubReq, 4*maxPubBatch), gossipQueue: make(chan gossipItem, 64), ownTop: map[cid.Cid]ownTop{},
 		putQueue: make(chan *putReq, 4*maxPutBatch), writerDone: make(chan struct{}),
 		checkQueue: make(chan *checkJob, 64),
 		receipts:   receipts{last: map[cid.Cid]*protocol.Signed{}, forced: map[cid.Cid]time.Time{}},

@@ -205,7 +205,7 @@ func (n *Node) sealBatch(ch cid.Cid, reqs []*pubReq) []*protocol.Signed {
 		}
 		return nil
 	}
-	seq, prev, err := n.ownHead(ch)
+	seq, prev, err := n.lastSigned(ch)
 	if err != nil {
 		return fail(err)
 	}
@@ -253,6 +253,7 @@ func (n *Node) sealBatch(ch cid.Cid, reqs []*pubReq) []*protocol.Signed {
 		// A later record would link to one never stored: fail them all.
 		return fail(fmt.Errorf("publish: %w", err))
 	}
+	delete(n.ownTop, ch) // until the write is known to have gone through
 	res, err := n.store.PutBatch(signed)
 	if err != nil {
 		return fail(fmt.Errorf("publish: %w", n.storeFailed(opPublish, err)))
@@ -262,12 +263,34 @@ func (n *Node) sealBatch(ch cid.Cid, reqs []*pubReq) []*protocol.Signed {
 			return fail(fmt.Errorf("publish: seq %d in %s is taken (%s); refusing to sign twice", s.Record.Seq, ch, res[i]))
 		}
 	}
+	last := signed[len(signed)-1]
+	n.ownTop[ch] = ownTop{last.Record.Seq, last.CID}
 	for i, s := range signed {
 		live[i].s = s
 		n.metrics.published.Inc()
 		n.acceptedOwn(s)
 	}
 	return signed
+}
+
+// ownTop is the publisher's memory of the last record it stored in a
+// channel, so that a batch does not scan the store for the node's head.
+type ownTop struct {
+	seq uint64
+	cid cid.Cid
+}
+
+// lastSigned is ownHead for the publisher: from its memory of what it
+// stored last, unless the store's head has gone past it (records of its
+// own that came back from partners, a home restored from a backup), which
+// the store reads to learn.
+func (n *Node) lastSigned(ch cid.Cid) (uint64, cid.Cid, error) {
+	if t, ok := n.ownTop[ch]; ok {
+		if head, err := n.store.Head(ch, n.self); err == nil && head <= t.seq {
+			return t.seq, t.cid, nil
+		}
+	}
+	return n.ownHead(ch)
 }
 
 // ownHead returns the highest seq the node holds of its own in ch, with
