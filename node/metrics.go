@@ -17,7 +17,7 @@ type metrics struct {
 	published  prometheus.Counter
 	duplicates prometheus.Counter
 	// linkMismatches counts links, seen once both ends are held, that
-	// break their kind's rules (checkLinksOnArrival).
+	// break their kind's rules (checkLinksOf, checkLinksTo).
 	linkMismatches prometheus.Counter
 	forks          prometheus.Counter
 	rejected       *prometheus.CounterVec

@@ -59,7 +59,7 @@ func (n *Node) publish(ctx context.Context, ch cid.Cid, kind string, body map[st
 	}
 	// Links with meaning: each rel the kind takes, pointing where the rel
 	// says, as far as the node holds the target (one it does not hold yet
-	// is checked when it arrives: checkLinksOnArrival).
+	// is checked when it arrives: checkLinksTo).
 	for _, l := range links {
 		if err := protocol.CheckLinkRel(kind, l.Rel); err != nil {
 			return nil, badRequest{fmt.Errorf("publish: %w", err)}

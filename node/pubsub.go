@@ -423,12 +423,11 @@ func (n *Node) ingestBundle(ch cid.Cid, msg []byte, from peer.ID) error {
 		}
 	}
 	res, perr := n.putAll(good)
-	stored := 0
+	var stored []*protocol.Signed
 	for k, s := range good {
-		if errs[at[k]] = n.stored(s, res[k], perr[k], from, opGossip); errs[at[k]] == nil {
-			stored++
-		}
+		errs[at[k]] = n.storedThen(s, res[k], perr[k], from, opGossip, func(s *protocol.Signed) { stored = append(stored, s) })
 	}
+	n.acceptedAll(stored)
 	worst, rank := error(nil), len(bundleErrorRank)+1
 	for _, err := range errs {
 		if err == nil {
@@ -445,7 +444,7 @@ func (n *Node) ingestBundle(ch cid.Cid, msg []byte, from peer.ID) error {
 			worst, rank = err, r
 		}
 	}
-	if rank < len(bundleErrorRank) || stored == 0 {
+	if rank < len(bundleErrorRank) || len(stored) == 0 {
 		return worst
 	}
 	return nil
@@ -571,6 +570,12 @@ func (n *Node) store1(s *protocol.Signed, from peer.ID, op string) error {
 
 // stored acts on the result of writing a checked record.
 func (n *Node) stored(s *protocol.Signed, res store.Result, err error, from peer.ID, op string) error {
+	return n.storedThen(s, res, err, from, op, n.accepted)
+}
+
+// storedThen is stored with accept in place of accepted: a bundle's
+// records are accepted together, once all are written.
+func (n *Node) storedThen(s *protocol.Signed, res store.Result, err error, from peer.ID, op string, accept func(*protocol.Signed)) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errIgnore, n.storeFailed(op, err))
 	}
@@ -582,7 +587,7 @@ func (n *Node) stored(s *protocol.Signed, res store.Result, err error, from peer
 		n.forked(s, from)
 		return fmt.Errorf("%w: fork evidence %s", errIgnore, s.CID)
 	}
-	n.accepted(s)
+	accept(s)
 	// A record beyond the author's contiguous head may show a gap.
 	if from != n.self {
 		n.noteGossip(from, s.ChannelOf())
@@ -594,9 +599,16 @@ func (n *Node) stored(s *protocol.Signed, res store.Result, err error, from peer
 }
 
 // accepted updates the node's view after a record was durably stored.
-func (n *Node) accepted(s *protocol.Signed) {
-	n.acceptedOwn(s)
-	n.checkLinksOnArrival(s)
+func (n *Node) accepted(s *protocol.Signed) { n.acceptedAll([]*protocol.Signed{s}) }
+
+// acceptedAll is accepted for records stored together, in order: their
+// links are checked with one look in the store for what links to them.
+func (n *Node) acceptedAll(ss []*protocol.Signed) {
+	for _, s := range ss {
+		n.acceptedOwn(s)
+		n.checkLinksOf(s)
+	}
+	n.checkLinksTo(ss)
 }
 
 // acceptedOwn is accepted for a record the node has just signed: publish
@@ -613,45 +625,56 @@ func (n *Node) acceptedOwn(s *protocol.Signed) {
 	n.events.publish(s)
 }
 
-// checkLinksOnArrival checks, once a record is held, the links between it
-// and the records the node holds that its kind's rules constrain: its own
-// links to them, and theirs to it (a link made before the node held its
-// target). A partner's record is not refused for a wrong link (its chain
-// would stall every member's sync); the mismatch is counted in
+// checkLinksOf and checkLinksTo check, once records are held, the links
+// between them and the records the node holds that their kinds' rules
+// constrain: their own links to them (checkLinksOf), and theirs to them,
+// a link made before the node held its target (checkLinksTo). A partner's
+// record is not refused for a wrong link (its chain would stall every
+// member's sync); the mismatch is counted in
 // sangsaeng_link_mismatches_total and logged.
-func (n *Node) checkLinksOnArrival(s *protocol.Signed) {
-	mismatch := func(from *protocol.Signed, rel string, err error) {
-		n.metrics.linkMismatches.Inc()
-		n.log.Warn("a record's link breaks its kind's rules", "cid", from.CID, "rel", rel, "err", err)
-	}
+func (n *Node) checkLinksOf(s *protocol.Signed) {
 	for _, l := range s.Record.Links {
 		if l.Rel == protocol.RelAfter || !protocol.HasLinkRules(s.Record.Kind) {
 			continue
 		}
 		if t, err := n.store.Get(l.CID); err == nil {
 			if err := protocol.CheckLinkTarget(s.Record, l.Rel, t); err != nil {
-				mismatch(s, l.Rel, err)
+				n.linkMismatch(s, l.Rel, err)
 			}
 		} else if err := protocol.CheckLinkRel(s.Record.Kind, l.Rel); err != nil {
-			mismatch(s, l.Rel, err)
+			n.linkMismatch(s, l.Rel, err)
 		}
 	}
-	bl, err := n.store.Backlinks(s.CID)
+}
+
+func (n *Node) checkLinksTo(ss []*protocol.Signed) {
+	targets := make([]cid.Cid, len(ss))
+	for i, s := range ss {
+		targets[i] = s.CID
+	}
+	bls, err := n.store.BacklinksOf(targets)
 	if err != nil {
 		return
 	}
-	for _, b := range bl {
-		if b.Rel == protocol.RelAfter {
-			continue
-		}
-		from, err := n.store.Get(b.From)
-		if err != nil {
-			continue
-		}
-		if err := protocol.CheckLinkTarget(from.Record, b.Rel, s); err != nil {
-			mismatch(from, b.Rel, err)
+	for _, s := range ss {
+		for _, b := range bls[s.CID] {
+			if b.Rel == protocol.RelAfter {
+				continue
+			}
+			from, err := n.store.Get(b.From)
+			if err != nil {
+				continue
+			}
+			if err := protocol.CheckLinkTarget(from.Record, b.Rel, s); err != nil {
+				n.linkMismatch(from, b.Rel, err)
+			}
 		}
 	}
+}
+
+func (n *Node) linkMismatch(from *protocol.Signed, rel string, err error) {
+	n.metrics.linkMismatches.Inc()
+	n.log.Warn("a record's link breaks its kind's rules", "cid", from.CID, "rel", rel, "err", err)
 }
 
 // rejectReason names the rule a rejected record broke, for the metrics.

@@ -810,15 +810,17 @@ func (n *Node) storeChecked(items []ingestItem, from peer.ID) (int, error) {
 		res, err := n.store.PutBatch(pending)
 		err = n.storeFailed(opSync, err)
 		// On an error, res holds the records written before it.
+		var ok []*protocol.Signed
 		for i, r := range res {
 			switch r {
 			case store.Stored:
-				stored++
-				n.accepted(pending[i])
+				ok = append(ok, pending[i])
 			case store.Forked:
 				n.forked(pending[i], from)
 			}
 		}
+		stored += len(ok)
+		n.acceptedAll(ok)
 		pending = pending[:0]
 		return err
 	}

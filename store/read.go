@@ -420,6 +420,41 @@ func (s *Store) Backlinks(target cid.Cid) ([]Backlink, error) {
 	return out, nil
 }
 
+// BacklinksOf is Backlinks for several targets, with one read transaction
+// and one iterator: a batch of records just stored asks once whether
+// anything held links to them. Targets without backlinks are left out.
+func (s *Store) BacklinksOf(targets []cid.Cid) (map[cid.Cid][]Backlink, error) {
+	if err := s.enter(); err != nil {
+		return nil, fmt.Errorf("store backlinks: %w", err)
+	}
+	defer s.leave()
+	out := map[cid.Cid][]Backlink{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pBacklink}})
+		defer it.Close()
+		for _, target := range targets {
+			if err := checkPart("target", target.Bytes()); err != nil {
+				return err
+			}
+			prefix := backlinkPrefix(target)
+			for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+				r := keyReader{b: it.Item().Key()[len(prefix):]}
+				rel := string(r.part())
+				from := r.cid(r.rest())
+				if r.err != nil {
+					return r.err
+				}
+				out[target] = append(out[target], Backlink{Rel: rel, From: from})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store backlinks: %w", err)
+	}
+	return out, nil
+}
+
 // Heads returns, for every author with a record in channel ch, the highest
 // seq up to which its chain is stored complete and unbroken from seq 1 (0
 // when seq 1 is missing). An unknown channel gives an empty map.

@@ -656,6 +656,21 @@ func TestBacklinks(t *testing.T) {
 	if bl, _ := s.Backlinks(fix.CID); len(bl) != 0 {
 		t.Fatalf("backlinks of fix %v", bl)
 	}
+	// BacklinksOf: the same for several targets at once, in any order;
+	// a target without backlinks is left out.
+	many, err := s.BacklinksOf([]cid.Cid{fix.CID, ship.CID, order.CID, resp.CID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(many) != 3 || len(many[fix.CID]) != 0 {
+		t.Fatalf("BacklinksOf: %v", many)
+	}
+	for _, target := range []cid.Cid{order.CID, ship.CID, resp.CID} {
+		one, _ := s.Backlinks(target)
+		if !slices.EqualFunc(many[target], one, func(x, y Backlink) bool { return x.Rel == y.Rel && x.From.Equals(y.From) }) {
+			t.Fatalf("BacklinksOf %s = %v, Backlinks = %v", target, many[target], one)
+		}
+	}
 }
 
 func TestGenesisIndexedUnderItsOwnCID(t *testing.T) {
