@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/record"
 	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -183,6 +184,38 @@ func TestBatchNotCanonical(t *testing.T) {
 	single := mustSeal(t, 4, batchRecords(t, 4, 1)[0])
 	if isBatchEnvelope(single.Envelope) {
 		t.Fatal("a single envelope reads as a batch")
+	}
+}
+
+// TestMerkleHasher: the allocation-free hasher gives rfc6962's hashes.
+func TestMerkleHasher(t *testing.T) {
+	lib := rfc6962.DefaultHasher
+	for _, leaf := range [][]byte{nil, {1}, bytes.Repeat([]byte{7}, 36), bytes.Repeat([]byte{8}, 64), bytes.Repeat([]byte{9}, 65)} {
+		if !bytes.Equal(merkleHasher.HashLeaf(leaf), lib.HashLeaf(leaf)) {
+			t.Fatalf("leaf of %d bytes hashes otherwise", len(leaf))
+		}
+	}
+	l, r := lib.HashLeaf([]byte("l")), lib.HashLeaf([]byte("r"))
+	for _, c := range [][2][]byte{{l, r}, {r, l}, {l[:5], r}, {nil, nil}} {
+		if !bytes.Equal(merkleHasher.HashChildren(c[0], c[1]), lib.HashChildren(c[0], c[1])) {
+			t.Fatalf("children of %d and %d bytes hash otherwise", len(c[0]), len(c[1]))
+		}
+	}
+	if !bytes.Equal(merkleHasher.EmptyRoot(), lib.EmptyRoot()) || merkleHasher.Size() != lib.Size() {
+		t.Fatal("empty root or size differs")
+	}
+	// And a tree built with it verifies with the library's own hasher.
+	for _, n := range []int{1, 2, 3, 5, 100, 256} {
+		leaves := make([][]byte, n)
+		for i := range leaves {
+			leaves[i] = lib.HashLeaf([]byte(fmt.Sprint(i)))
+		}
+		root, proofs := merkleTree(leaves)
+		for i := range leaves {
+			if err := proof.VerifyInclusion(lib, uint64(i), uint64(n), leaves[i], proofs[i], root); err != nil {
+				t.Fatalf("leaf %d of %d: %v", i, n, err)
+			}
+		}
 	}
 }
 
