@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -124,6 +125,13 @@ func (n *Node) publisher() {
 			return
 		case r := <-n.pubQueue:
 			batch = append(batch, r)
+		}
+		// Callers woken by the batch before are on their way back: let
+		// them queue before this batch closes, so that one signature
+		// and one fsync cover them too (group commit). A lone caller
+		// pays a yield, not a wait.
+		if len(n.pubQueue) < maxPubBatch {
+			runtime.Gosched()
 		}
 	fill:
 		for len(batch) < maxPubBatch {
