@@ -144,7 +144,8 @@ type quotaKey struct {
 	author peer.ID
 }
 
-func (q *quotas) allow(ch cid.Cid, author peer.ID) bool {
+// allow takes cost tokens of author's quota in ch, if it has them.
+func (q *quotas) allow(ch cid.Cid, author peer.ID, cost int) bool {
 	if q.rate <= 0 {
 		return true
 	}
@@ -159,7 +160,7 @@ func (q *quotas) allow(ch cid.Cid, author peer.ID) bool {
 		l = rate.NewLimiter(q.rate, q.burst)
 		q.m[k] = l
 	}
-	return l.Allow()
+	return l.AllowN(time.Now(), cost)
 }
 
 // resourceManager limits what one peer may hold open: a partner is a

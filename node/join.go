@@ -25,7 +25,7 @@ import (
 
 // JoinID is the protocol a joining member uses to fetch a channel's
 // governance chain (genesis, membership changes, profiles) from its inviter.
-const JoinID = libp2pproto.ID("/sangsaeng/join/1.0.0")
+const JoinID = libp2pproto.ID("/sangsaeng/join/1.1.0")
 
 // Limits of the join protocol. A joining node holds the whole governance
 // chain it is sent before it checks it (the records may come out of causal

@@ -99,6 +99,9 @@ type Node struct {
 	gossipQueue chan gossipItem
 	// ownTop is the publisher's own: the last record it stored, by channel.
 	ownTop map[cid.Cid]ownTop
+	// ownFromOutside counts records of the node's own stored from
+	// partners (see lastSigned).
+	ownFromOutside atomic.Uint64
 	// putQueue feeds the writer, which stores received records in batches.
 	putQueue   chan *putReq
 	checkQueue chan *checkJob

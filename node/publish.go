@@ -213,6 +213,7 @@ func (n *Node) sealBatch(ch cid.Cid, reqs []*pubReq) []*protocol.Signed {
 		}
 		return nil
 	}
+	outside := n.ownFromOutside.Load() // before the head is read: see lastSigned
 	seq, prev, err := n.lastSigned(ch)
 	if err != nil {
 		return fail(err)
@@ -272,7 +273,7 @@ func (n *Node) sealBatch(ch cid.Cid, reqs []*pubReq) []*protocol.Signed {
 		}
 	}
 	last := signed[len(signed)-1]
-	n.ownTop[ch] = ownTop{last.Record.Seq, last.CID}
+	n.ownTop[ch] = ownTop{last.Record.Seq, last.CID, outside}
 	for i, s := range signed {
 		live[i].s = s
 		n.metrics.published.Inc()
@@ -283,20 +284,20 @@ func (n *Node) sealBatch(ch cid.Cid, reqs []*pubReq) []*protocol.Signed {
 
 // ownTop is the publisher's memory of the last record it stored in a
 // channel, so that a batch does not scan the store for the node's head.
+// outside is n.ownFromOutside when it was noted.
 type ownTop struct {
-	seq uint64
-	cid cid.Cid
+	seq     uint64
+	cid     cid.Cid
+	outside uint64
 }
 
 // lastSigned is ownHead for the publisher: from its memory of what it
-// stored last, unless the store's head has gone past it (records of its
-// own that came back from partners, a home restored from a backup), which
-// the store reads to learn.
+// stored last, unless a record of its own came from outside since (back
+// from a partner, to a home restored from a backup: it may lie past a gap,
+// which only ownHead's scan finds), when it reads the store.
 func (n *Node) lastSigned(ch cid.Cid) (uint64, cid.Cid, error) {
-	if t, ok := n.ownTop[ch]; ok {
-		if head, err := n.store.Head(ch, n.self); err == nil && head <= t.seq {
-			return t.seq, t.cid, nil
-		}
+	if t, ok := n.ownTop[ch]; ok && t.outside == n.ownFromOutside.Load() {
+		return t.seq, t.cid, nil
 	}
 	return n.ownHead(ch)
 }

@@ -24,7 +24,7 @@ import (
 
 // ReceiptID is the protocol by which a member asks another for a signed
 // receipt of what it holds of a channel, now.
-const ReceiptID = protocol.ID("/sangsaeng/receipt/1.0.0")
+const ReceiptID = protocol.ID("/sangsaeng/receipt/1.1.0")
 
 // Signed receipts: a member's node states, in a heads-receipt record of its
 // own chain, the newest contiguous record of every other member that it

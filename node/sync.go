@@ -26,11 +26,11 @@ import (
 // closes its side. Answerer: a status frame (empty for yes, else the reason),
 // its own heads message, the records' envelopes (governance records first,
 // then each author's records in seq order), and an empty frame to end.
-const SyncID = libp2pproto.ID("/sangsaeng/sync/1.0.0")
+const SyncID = libp2pproto.ID("/sangsaeng/sync/1.1.0")
 
 // FetchID fetches one record by CID from a member: the asker sends the CID,
 // the answerer a status frame and the envelope.
-const FetchID = libp2pproto.ID("/sangsaeng/fetch/1.0.0")
+const FetchID = libp2pproto.ID("/sangsaeng/fetch/1.1.0")
 
 // Sync tuning.
 const (

@@ -199,6 +199,29 @@ type batchEnvelope struct {
 	proof             [][]byte
 }
 
+// SharesSignature reports whether env is a batch envelope of more than
+// one record: one whose signature other records share, so that reading it
+// with the others of its batch costs hashes rather than a signature check
+// (the node's quota charges the rest more). It only peeks at the size.
+func SharesSignature(env []byte) bool {
+	for len(env) > 0 {
+		num, typ, n := protowire.ConsumeTag(env)
+		if n < 0 {
+			return false
+		}
+		env = env[n:]
+		if num == batchSizeField && typ == protowire.VarintType {
+			v, m := protowire.ConsumeVarint(env)
+			return m > 0 && v > 1
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, env); n < 0 {
+			return false
+		}
+		env = env[n:]
+	}
+	return false
+}
+
 // isBatchEnvelope reports whether env has a batch size field: whether it
 // is to be read as a batch envelope (and refused if it is not one).
 func isBatchEnvelope(env []byte) bool {
@@ -317,6 +340,12 @@ func openBatch(env []byte) (peer.ID, []byte, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
 	}
+	// The key's protobuf in its one form too: an ed25519 key as libp2p
+	// marshals it (its parser takes other field orders and extra fields,
+	// which would give one record other envelope bytes).
+	if again, err := crypto.MarshalPublicKey(key); err != nil || !bytes.Equal(again, e.pub) || key.Type() != crypto.Ed25519 {
+		return "", nil, fmt.Errorf("%w: batch envelope: the key is not an ed25519 key in canonical form", ErrBadEnvelope)
+	}
 	if ok, err := key.Verify(msg, e.sig); err != nil || !ok {
 		return "", nil, fmt.Errorf("%w: the batch signature does not verify", ErrBadSignature)
 	}
@@ -333,20 +362,50 @@ func openBatch(env []byte) (peer.ID, []byte, error) {
 // proof's hashes, not a key's parsing and a signature check each. It is a
 // memo of a pure function (does this key sign this message with these
 // exact signature bytes), keyed by a hash of all three, so what it answers
-// is what ed25519 would; it holds the newest verifiedBatchMemo entries.
-var verifiedBatches = newBatchMemo(verifiedBatchMemo)
+// is what ed25519 would. A signature enters a probation ring of
+// memoProbation entries when it first verifies and the main ring of
+// verifiedBatchMemo entries when a second record of its batch finds it:
+// batches of one, or a flood of them under throwaway keys, never push
+// out the batches being read.
+var verifiedBatches = newBatchMemo(verifiedBatchMemo, memoProbation)
 
-const verifiedBatchMemo = 4096
+const (
+	verifiedBatchMemo = 4096
+	memoProbation     = 512
+)
 
 type batchMemo struct {
-	mu   sync.Mutex
+	mu        sync.Mutex
+	main, new memoRing
+}
+
+// memoRing holds the newest entries up to its capacity.
+type memoRing struct {
 	seen map[[32]byte]peer.ID
 	ring [][32]byte
 	next int
 }
 
-func newBatchMemo(n int) *batchMemo {
-	return &batchMemo{seen: make(map[[32]byte]peer.ID, n), ring: make([][32]byte, 0, n)}
+func newMemoRing(n int) memoRing {
+	return memoRing{seen: make(map[[32]byte]peer.ID, n), ring: make([][32]byte, 0, n)}
+}
+
+func (r *memoRing) add(k [32]byte, id peer.ID) {
+	if _, ok := r.seen[k]; ok {
+		return
+	}
+	if len(r.ring) < cap(r.ring) {
+		r.ring = append(r.ring, k)
+	} else {
+		delete(r.seen, r.ring[r.next])
+		r.ring[r.next] = k
+		r.next = (r.next + 1) % len(r.ring)
+	}
+	r.seen[k] = id
+}
+
+func newBatchMemo(main, probation int) *batchMemo {
+	return &batchMemo{main: newMemoRing(main), new: newMemoRing(probation)}
 }
 
 // memoKey is the memo's key for a key, a message and a signature.
@@ -365,24 +424,22 @@ func memoKey(pub, msg, sig []byte) [32]byte {
 func (m *batchMemo) get(k [32]byte) (peer.ID, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	id, ok := m.seen[k]
+	if id, ok := m.main.seen[k]; ok {
+		return id, true
+	}
+	id, ok := m.new.seen[k]
+	if ok { // a second record of the batch: it is being read
+		m.main.add(k, id)
+	}
 	return id, ok
 }
 
 func (m *batchMemo) add(k [32]byte, signer peer.ID) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.seen[k]; ok {
-		return
+	if _, ok := m.main.seen[k]; !ok {
+		m.new.add(k, signer)
 	}
-	if len(m.ring) < cap(m.ring) {
-		m.ring = append(m.ring, k)
-	} else {
-		delete(m.seen, m.ring[m.next])
-		m.ring[m.next] = k
-		m.next = (m.next + 1) % len(m.ring)
-	}
-	m.seen[k] = signer
 }
 
 // Bundles: several envelopes in one gossip message, so that a batch costs

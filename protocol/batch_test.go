@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/record"
 	"github.com/transparency-dev/merkle/proof"
@@ -35,6 +36,11 @@ func batchRecords(tb testing.TB, seed byte, n int) []*Record {
 		prev = Sum(b)
 	}
 	return recs
+}
+
+func mustKey(tb testing.TB, seed byte) crypto.PubKey {
+	k, _ := testKey(tb, seed)
+	return k.GetPublic()
 }
 
 func mustSealBatch(tb testing.TB, seed byte, recs []*Record) []*Signed {
@@ -220,22 +226,64 @@ func TestMerkleHasher(t *testing.T) {
 }
 
 func TestBatchMemoBounded(t *testing.T) {
-	m := newBatchMemo(4)
+	m := newBatchMemo(4, 2)
 	key := func(i int) [32]byte { return memoKey([]byte{1}, []byte{byte(i)}, []byte{2}) }
+	id := func(i int) peer.ID { return peer.ID(fmt.Sprint(i)) }
+	// Entries seen twice reach the main ring, which keeps the newest 4.
 	for i := range 10 {
-		m.add(key(i), peer.ID(fmt.Sprint(i)))
-	}
-	if len(m.seen) != 4 || len(m.ring) != 4 {
-		t.Fatalf("memo holds %d entries, %d in its ring", len(m.seen), len(m.ring))
-	}
-	for i := range 10 {
-		id, ok := m.get(key(i))
-		if want := i >= 6; ok != want || (ok && id != peer.ID(fmt.Sprint(i))) {
-			t.Fatalf("entry %d: held %v (%s), want %v", i, ok, id, want)
+		m.add(key(i), id(i))
+		if got, ok := m.get(key(i)); !ok || got != id(i) {
+			t.Fatalf("entry %d not held after it was added", i)
 		}
+	}
+	if len(m.main.seen) != 4 || len(m.main.ring) != 4 || len(m.new.seen) > 2 {
+		t.Fatalf("memo holds %d (ring %d) and %d on probation", len(m.main.seen), len(m.main.ring), len(m.new.seen))
+	}
+	for i := range 6 {
+		if _, ok := m.main.seen[key(i)]; ok {
+			t.Fatalf("entry %d outlived its ring", i)
+		}
+	}
+	// A flood of entries seen once does not push the main ring's out.
+	for i := 100; i < 200; i++ {
+		m.add(key(i), id(i))
+	}
+	for i := 6; i < 10; i++ {
+		if got, ok := m.get(key(i)); !ok || got != id(i) {
+			t.Fatalf("entry %d pushed out by entries seen once", i)
+		}
+	}
+	if len(m.new.seen) != 2 {
+		t.Fatalf("%d entries on probation, want 2", len(m.new.seen))
 	}
 	if memoKey([]byte{1, 2}, []byte{3}, nil) == memoKey([]byte{1}, []byte{2, 3}, nil) {
 		t.Fatal("the memo's key runs its parts together")
+	}
+}
+
+// TestBatchKeyCanonical: a batch envelope whose key field parses to the
+// same key but is not libp2p's bytes for it does not open.
+func TestBatchKeyCanonical(t *testing.T) {
+	env := mustSealBatch(t, 4, batchRecords(t, 4, 2))[0].Envelope
+	e, _ := parseBatchEnvelope(env)
+	// KeyType (field 1) and Data (field 2) the other way round.
+	_, _, n := protowire.ConsumeField(e.pub)
+	swapped := append(bytes.Clone(e.pub[n:]), e.pub[:n]...)
+	if k, err := crypto.UnmarshalPublicKey(swapped); err != nil || !k.Equals(mustKey(t, 4)) {
+		t.Fatalf("the premise: libp2p reads the swapped key as the same key (%v)", err)
+	}
+	for name, pub := range map[string][]byte{
+		"extra field":    protowire.AppendVarint(protowire.AppendTag(bytes.Clone(e.pub), 3, protowire.VarintType), 1),
+		"fields swapped": swapped,
+	} {
+		bad := encodeBatchEnvelope(pub, e.payload, e.sig, e.size, e.index, e.proof)
+		if _, err := Open(bad); !errors.Is(err, ErrBadEnvelope) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if !SharesSignature(env) || SharesSignature(mustSealBatch(t, 4, batchRecords(t, 4, 1))[0].Envelope) ||
+		SharesSignature(mustSeal(t, 4, batchRecords(t, 4, 1)[0]).Envelope) {
+		t.Fatal("SharesSignature is wrong about a batch of 2, a batch of 1 or a single envelope")
 	}
 }
 
@@ -282,7 +330,9 @@ func BenchmarkOpenBatch(b *testing.B) {
 		batch := mustSealBatch(b, 6, batchRecords(b, 6, n))
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			for b.Loop() {
-				verifiedBatches = newBatchMemo(verifiedBatchMemo) // a reader new to the batch
+				b.StopTimer()
+				verifiedBatches = newBatchMemo(verifiedBatchMemo, memoProbation) // a reader new to the batch
+				b.StartTimer()
 				for _, s := range batch {
 					if _, err := Open(s.Envelope); err != nil {
 						b.Fatal(err)

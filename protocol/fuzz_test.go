@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
 )
 
 // goldenSeeds returns the stored test vectors' record bytes and envelopes.
@@ -186,6 +187,16 @@ func FuzzBatchEnvelopeCanonical(f *testing.F) {
 		}
 		if again := encodeBatchEnvelope(e.pub, e.payload, e.sig, e.size, e.index, e.proof); !bytes.Equal(again, env) {
 			t.Fatalf("parsed, but not the encoder's bytes:\n%x\n%x", env, again)
+		}
+		// What opens has the key in libp2p's form for it.
+		if _, err := Open(env); err == nil {
+			k, err := crypto.UnmarshalPublicKey(e.pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again, _ := crypto.MarshalPublicKey(k); !bytes.Equal(again, e.pub) {
+				t.Fatalf("opened with a key in another form: %x", e.pub)
+			}
 		}
 	})
 }

@@ -801,7 +801,7 @@ func (b *bench) catchup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	l, err := loader.call(ctx, benchMsg{Op: "load", Channel: b.channel, Count: b.cfg.catchupRecords, Payload: b.cfg.payload, Workers: b.cfg.loadBatch})
+	l, err := loader.call(ctx, benchMsg{Op: "load", Channel: b.channel, Count: b.cfg.catchupRecords, Payload: b.cfg.payload, Batch: b.cfg.loadBatch})
 	if err != nil {
 		return err
 	}
@@ -873,7 +873,7 @@ func (b *bench) startup(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		l, err := loader.call(ctx, benchMsg{Op: "load", Channel: b.channel, Count: more, Payload: b.cfg.payload, Workers: b.cfg.loadBatch})
+		l, err := loader.call(ctx, benchMsg{Op: "load", Channel: b.channel, Count: more, Payload: b.cfg.payload, Batch: b.cfg.loadBatch})
 		if err != nil {
 			return err
 		}

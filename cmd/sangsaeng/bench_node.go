@@ -212,7 +212,7 @@ func (b *benchNode) handle(ctx context.Context, m benchMsg) benchMsg {
 			return err
 		})
 	case "load":
-		return b.load(ctx, ch, m.Count, m.Payload, max(1, m.Workers))
+		return b.load(ctx, ch, m.Count, m.Payload, max(1, m.Batch))
 	case "arm-head":
 		author, err := b.author(m.Peer)
 		if err != nil {

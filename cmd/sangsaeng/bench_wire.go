@@ -43,6 +43,7 @@ type benchMsg struct {
 	Count     int       `json:"count,omitempty"`
 	Payload   int       `json:"payload,omitempty"`
 	Workers   int       `json:"workers,omitempty"`
+	Batch     int       `json:"batch,omitempty"` // records to a signature, for load
 	Rate      float64   `json:"rate,omitempty"`
 	Head      uint64    `json:"head,omitempty"`
 	MaxMs     float64   `json:"maxMs,omitempty"`
