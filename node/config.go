@@ -60,8 +60,9 @@ type Config struct {
 	// ReceiptInterval is how often, at most, the node publishes a signed
 	// receipt of what it holds of each channel, where that changed.
 	ReceiptInterval Duration `toml:"receipt_interval"`
-	// AuthorQuota is how many records per second, in bursts of twice as
-	// many, the node takes over gossip from one author in one channel; the
+	// AuthorQuota is how many tokens per second, in bursts of twice as
+	// many, the node gives one author in one channel over gossip: a record
+	// of a batch costs 1, a record with a signature of its own 4. The
 	// rest wait for sync. 0 turns the quota off.
 	AuthorQuota int `toml:"author_quota"`
 	// MetricsPublic serves /metrics without the API token. Its labels name

@@ -129,7 +129,7 @@ func (n *Node) inspectScores(s map[peer.ID]float64) {
 }
 
 // quotas limit how many records per second the node takes from one author
-// in one channel over gossip. Records beyond the quota are ignored, not
+// in one channel over gossip, in tokens: see singleSignatureCost. Records beyond the quota are ignored, not
 // stored; sync brings them later, at the pace of one stream per partner, so
 // a flooding author cannot starve the others.
 type quotas struct {
@@ -137,6 +137,7 @@ type quotas struct {
 	rate  rate.Limit
 	burst int
 	m     map[quotaKey]*rate.Limiter
+	now   func() time.Time // time.Now but in tests
 }
 
 type quotaKey struct {
@@ -151,6 +152,23 @@ func (q *quotas) allow(ch cid.Cid, author peer.ID, cost int) bool {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.limiter(ch, author).AllowN(q.clock(), cost)
+}
+
+// charge takes cost tokens of author's quota in ch whether it has them
+// or not: for work already done (a signature checked), paid for by the
+// records after it.
+func (q *quotas) charge(ch cid.Cid, author peer.ID, cost int) {
+	if q.rate <= 0 {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.limiter(ch, author).ReserveN(q.clock(), cost)
+}
+
+// limiter returns author's limiter in ch. q.mu is held.
+func (q *quotas) limiter(ch cid.Cid, author peer.ID) *rate.Limiter {
 	if q.m == nil {
 		q.m = map[quotaKey]*rate.Limiter{}
 	}
@@ -160,7 +178,14 @@ func (q *quotas) allow(ch cid.Cid, author peer.ID, cost int) bool {
 		l = rate.NewLimiter(q.rate, q.burst)
 		q.m[k] = l
 	}
-	return l.AllowN(time.Now(), cost)
+	return l
+}
+
+func (q *quotas) clock() time.Time {
+	if q.now != nil {
+		return q.now()
+	}
+	return time.Now()
 }
 
 // resourceManager limits what one peer may hold open: a partner is a

@@ -232,7 +232,7 @@ func New(cfg *Config, opts ...Option) (*Node, error) {
 	if err := n.loadKeyLog(); err != nil {
 		return nil, err
 	}
-	n.quota = quotas{rate: rate.Limit(cfg.AuthorQuota), burst: max(1, 2*cfg.AuthorQuota)}
+	n.quota = quotas{rate: rate.Limit(cfg.AuthorQuota), burst: max(singleSignatureCost, 2*cfg.AuthorQuota)}
 	n.gater = &gater{n: n}
 	for _, s := range cfg.Peers {
 		ai, _ := peer.AddrInfoFromString(s) // checked by Validate

@@ -294,10 +294,14 @@ type ownTop struct {
 // lastSigned is ownHead for the publisher: from its memory of what it
 // stored last, unless a record of its own came from outside since (back
 // from a partner, to a home restored from a backup: it may lie past a gap,
-// which only ownHead's scan finds), when it reads the store.
+// which only ownHead's scan finds; received records of its own are
+// counted before they are written) or the store's head has passed it,
+// when it reads the store.
 func (n *Node) lastSigned(ch cid.Cid) (uint64, cid.Cid, error) {
 	if t, ok := n.ownTop[ch]; ok && t.outside == n.ownFromOutside.Load() {
-		return t.seq, t.cid, nil
+		if head, err := n.store.Head(ch, n.self); err == nil && head <= t.seq {
+			return t.seq, t.cid, nil
+		}
 	}
 	return n.ownHead(ch)
 }

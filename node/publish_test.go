@@ -9,6 +9,7 @@ import (
 	"github.com/ipfs/go-cid"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/sangsaeng/sangsaeng/protocol"
@@ -51,10 +52,15 @@ func TestOwnRecordPastGapNotSignedOver(t *testing.T) {
 }
 
 // TestQuotaChargesSignatures: a record signed alone costs its author four
-// tokens of the quota, a record sharing its batch's signature one; a
-// bundle that holds a record over the quota is stored but not forwarded.
+// tokens of the quota; a record of a batch one, and three more when it is
+// the one whose batch signature the node checks, so that sending a record
+// from each of many batches costs what single records do. A bundle that
+// holds a record over the quota is stored in part and not forwarded. The
+// quota's clock stands still: no refill during the test.
 func TestQuotaChargesSignatures(t *testing.T) {
 	a := startNodeWith(t, "A", slog.LevelInfo, func(c *Config) { c.AuthorQuota = 10 }) // bursts of 20 tokens
+	t0 := time.Now()
+	a.quota.now = func() time.Time { return t0 }
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ch, err := a.CreateChannel(ctx, "quota", "", nil)
@@ -66,32 +72,76 @@ func TestQuotaChargesSignatures(t *testing.T) {
 		m := &pubsub.Message{Message: &pb.Message{Data: data, Topic: &topic}, ReceivedFrom: from}
 		return a.validator(ch)(ctx, from, m)
 	}
-	// One author, records signed one by one: 20 tokens take 5.
-	k1, id1 := newKey(t)
-	addMember(t, a, ch, id1)
-	accepted := 0
-	for _, s := range chain(t, k1, ch, 0, cid.Undef, 10, "alone") {
-		if send(id1, s.Envelope) == pubsub.ValidationAccept {
-			accepted++
+	member := func() (crypto.PrivKey, peer.ID) {
+		k, id := newKey(t)
+		addMember(t, a, ch, id)
+		return k, id
+	}
+	held := func(id peer.ID) int {
+		recs, err := a.store.ByAuthor(ch, id, 1, 0)
+		if err != nil {
+			t.Fatal(err)
 		}
+		return len(recs)
 	}
-	if accepted != 5 {
-		t.Fatalf("%d records signed alone accepted of a quota of 20 tokens, want 5", accepted)
+	// Records signed one by one: 20 tokens take 5.
+	k1, id1 := member()
+	for _, s := range chain(t, k1, ch, 0, cid.Undef, 10, "alone") {
+		send(id1, s.Envelope)
 	}
-	// Another, in a batch of 30 sent as one bundle: 20 are stored, and
-	// the bundle, which held records over the quota, is not forwarded.
-	k2, id2 := newKey(t)
-	addMember(t, a, ch, id2)
+	if got := held(id1); got != 5 {
+		t.Fatalf("%d records signed alone stored of a quota of 20 tokens, want 5", got)
+	}
+	// One record from each of 10 batches of 2: each is checked, so each
+	// costs 4 as well.
+	k2, id2 := member()
+	recs := chainBatch(t, k2, ch, 0, cid.Undef, 20, 2, "one of two")
+	for i := 0; i < len(recs); i += 2 {
+		send(id2, recs[i].Envelope)
+	}
+	if got := held(id2); got != 5 {
+		t.Fatalf("%d records, each of a batch of its own, stored of a quota of 20 tokens, want 5", got)
+	}
+	// A batch of 30 as one bundle: the first record pays the check (4),
+	// the next 16 one each; the bundle, which held records over the
+	// quota, is not forwarded.
+	k3, id3 := member()
 	var envs [][]byte
-	for _, s := range chainBatch(t, k2, ch, 0, cid.Undef, 30, 30, "batched") {
+	for _, s := range chainBatch(t, k3, ch, 0, cid.Undef, 30, 30, "batched") {
 		envs = append(envs, s.Envelope)
 	}
-	if res := send(id2, protocol.EncodeBundle(envs)); res != pubsub.ValidationIgnore {
+	if res := send(id3, protocol.EncodeBundle(envs)); res != pubsub.ValidationIgnore {
 		t.Fatalf("a bundle with records over the quota: %v, want ignored", res)
 	}
-	// Checked on every core, so which 20 is the checkers' order; sync
-	// brings the rest.
-	if held, err := a.store.ByAuthor(ch, id2, 1, 0); err != nil || len(held) != 20 {
-		t.Fatalf("%d batched records stored of a quota of 20 tokens, want 20 (%v)", len(held), err)
+	if got := held(id3); got != 17 {
+		t.Fatalf("%d batched records stored of a quota of 20 tokens, want 17", got)
+	}
+}
+
+// TestBundlePenaltyPerRecord: a rejected bundle costs its sender, besides
+// gossipsub's one invalid delivery, a penalty for each record in it that
+// is bad by itself, as the same records one by one over sync would.
+func TestBundlePenaltyPerRecord(t *testing.T) {
+	a := startNode(t, "A")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ch, err := a.CreateChannel(ctx, "penalty", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, mid := newKey(t)
+	addMember(t, a, ch, mid)
+	var envs [][]byte
+	for _, s := range chainBatch(t, mk, ch, 0, cid.Undef, 10, 10, "forged") {
+		envs = append(envs, flipSignature(t, s.Envelope))
+	}
+	before := a.penalty.get(mid)
+	topic := Topic(ch)
+	m := &pubsub.Message{Message: &pb.Message{Data: protocol.EncodeBundle(envs), Topic: &topic}, ReceivedFrom: mid}
+	if res := a.validator(ch)(ctx, mid, m); res != pubsub.ValidationReject {
+		t.Fatalf("a bundle of forged records: %v", res)
+	}
+	if got := a.penalty.get(mid) - before; got < 8.9 || got > 9.1 {
+		t.Fatalf("penalty +%.2f for a bundle of 10 forged records, want +9 (and gossipsub's one)", got)
 	}
 }

@@ -395,7 +395,7 @@ func (n *Node) ingest(ch cid.Cid, env []byte, from peer.ID, op string) (*protoco
 	if err := n.alive(); err != nil {
 		return nil, fmt.Errorf("%w: %v", errIgnore, err)
 	}
-	s, err := n.checkReceived(ch, env, from)
+	s, err := n.checkReceived(ch, env, from, op)
 	if err != nil {
 		return nil, err
 	}
@@ -421,21 +421,27 @@ func (n *Node) ingestBundle(ch cid.Cid, msg []byte, from peer.ID) error {
 	}
 	checked := make([]*protocol.Signed, len(envs))
 	errs := make([]error, len(envs))
-	checked[0], errs[0] = n.checkReceived(ch, envs[0], from)
-	// The rest go to the checkers from this goroutine, which then waits
-	// for them: no goroutine of its own for each.
-	jobs := make([]*checkJob, len(envs))
-	for i := 1; i < len(envs); i++ {
-		if jobs[i], errs[i] = n.queueCheck(ch, envs[i], from); errs[i] != nil {
-			break
+	checked[0], errs[0] = n.checkReceived(ch, envs[0], from, opGossip)
+	if !n.started.Load() { // no checkers yet
+		for i := 1; i < len(envs); i++ {
+			checked[i], errs[i] = n.verifyNow(ch, envs[i], from, opGossip)
 		}
-	}
-	for i := 1; i < len(envs); i++ {
-		switch {
-		case jobs[i] != nil:
-			checked[i], errs[i] = n.waitCheck(jobs[i])
-		case errs[i] == nil:
-			errs[i] = fmt.Errorf("%w: %v", errIgnore, errClosed)
+	} else {
+		// The rest go to the checkers from this goroutine, which then
+		// waits for them: no goroutine of its own for each.
+		jobs := make([]*checkJob, len(envs))
+		for i := 1; i < len(envs); i++ {
+			if jobs[i], errs[i] = n.queueCheck(ch, envs[i], from, opGossip); errs[i] != nil {
+				break
+			}
+		}
+		for i := 1; i < len(envs); i++ {
+			switch {
+			case jobs[i] != nil:
+				checked[i], errs[i] = n.waitCheck(jobs[i])
+			case errs[i] == nil:
+				errs[i] = fmt.Errorf("%w: %v", errIgnore, errClosed)
+			}
 		}
 	}
 	var good []*protocol.Signed
@@ -463,7 +469,7 @@ func (n *Node) ingestBundle(ch cid.Cid, msg []byte, from peer.ID) error {
 				break
 			}
 		}
-		if r == 0 {
+		if r == 0 && statelessReject(err) {
 			rejected++
 		}
 		if r < rank {
@@ -471,8 +477,10 @@ func (n *Node) ingestBundle(ch cid.Cid, msg []byte, from peer.ID) error {
 		}
 	}
 	// Gossipsub counts one invalid delivery for a rejected bundle; the
-	// node's own penalty counts each bad record in it, as sync does, so
-	// a bundle of 256 bad records costs its sender what 256 would.
+	// node's own penalty counts each record in it that is bad by itself,
+	// whatever the node knows (statelessReject), so a bundle of 256 forged
+	// records costs its sender what 256 would, and an honest forwarder
+	// that has not yet learned of a revocation or a removal pays once.
 	if rejected > 1 {
 		n.penalty.add(from, float64(rejected-1))
 	}
@@ -480,6 +488,18 @@ func (n *Node) ingestBundle(ch cid.Cid, msg []byte, from peer.ID) error {
 		return worst
 	}
 	return nil
+}
+
+// statelessReject reports whether a rejected record is bad by itself: its
+// bytes, signature or schema, which no state of the node's explains.
+func statelessReject(err error) bool {
+	for _, e := range []error{protocol.ErrTooLarge, protocol.ErrBadSignature, protocol.ErrBadEnvelope, protocol.ErrAuthorMismatch,
+		protocol.ErrMalformed, protocol.ErrUnknownKind, protocol.ErrInvalidBody, errWrongChannel} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // bundleErrorRank orders the errors of a bundle's records, worst first:
@@ -503,11 +523,11 @@ var bundleErrorRank = []func(error) bool{
 // checkReceived is ingest's work before storage: the size limit, the duplicate
 // check, the author's quota and every rule of check. It runs on a checker
 // (see checkers).
-func (n *Node) checkReceived(ch cid.Cid, env []byte, from peer.ID) (*protocol.Signed, error) {
+func (n *Node) checkReceived(ch cid.Cid, env []byte, from peer.ID, op string) (*protocol.Signed, error) {
 	if !n.started.Load() {
-		return n.verifyNow(ch, env, from)
+		return n.verifyNow(ch, env, from, op)
 	}
-	j, err := n.queueCheck(ch, env, from)
+	j, err := n.queueCheck(ch, env, from, op)
 	if err != nil {
 		return nil, err
 	}
@@ -515,8 +535,8 @@ func (n *Node) checkReceived(ch cid.Cid, env []byte, from peer.ID) (*protocol.Si
 }
 
 // queueCheck hands an envelope to the checkers.
-func (n *Node) queueCheck(ch cid.Cid, env []byte, from peer.ID) (*checkJob, error) {
-	j := &checkJob{ch: ch, env: env, from: from, done: make(chan struct{})}
+func (n *Node) queueCheck(ch cid.Cid, env []byte, from peer.ID, op string) (*checkJob, error) {
+	j := &checkJob{ch: ch, env: env, from: from, op: op, done: make(chan struct{})}
 	select {
 	case n.checkQueue <- j:
 		return j, nil
@@ -535,7 +555,7 @@ func (n *Node) waitCheck(j *checkJob) (*protocol.Signed, error) {
 	}
 }
 
-func (n *Node) verifyNow(ch cid.Cid, env []byte, from peer.ID) (*protocol.Signed, error) {
+func (n *Node) verifyNow(ch cid.Cid, env []byte, from peer.ID, op string) (*protocol.Signed, error) {
 	if len(env) > protocol.MaxEnvelopeSize {
 		n.metrics.rejected.WithLabelValues("too_large").Inc()
 		return nil, fmt.Errorf("envelope of %d bytes: %w", len(env), protocol.ErrTooLarge)
@@ -564,14 +584,18 @@ func (n *Node) verifyNow(ch cid.Cid, env []byte, from peer.ID) (*protocol.Signed
 	if lerr != nil {
 		loaded = nil // Open says what is wrong
 	}
-	if loaded != nil && from != n.self && n.quota.rate > 0 {
+	quota := loaded != nil && from != n.self && op == opGossip && n.quota.rate > 0
+	shared := quota && protocol.SharesSignature(env)
+	if quota {
 		// The quota is checked before the signature, so that a flood costs
 		// a decode, not a verification, per record. Duplicates do not
-		// count against it. A record that shares its batch's signature
-		// costs one token; one signed alone (or in a batch of one) costs
-		// what its signature check costs more, singleSignatureCost.
+		// count against it. A record signed alone costs what its check
+		// costs, singleSignatureCost; one of a batch costs 1, and the rest
+		// of singleSignatureCost when its batch's signature was not
+		// verified before (below): a record sent from each of many batches
+		// pays for the check it makes the node do.
 		cost := singleSignatureCost
-		if protocol.SharesSignature(env) {
+		if shared {
 			cost = 1
 		}
 		if !n.quota.allow(loaded.ChannelOf(), loaded.Record.Author, cost) {
@@ -580,6 +604,9 @@ func (n *Node) verifyNow(ch cid.Cid, env []byte, from peer.ID) (*protocol.Signed
 		}
 	}
 	s, err := n.check(ch, env, loaded)
+	if shared && (err == nil || errors.Is(err, protocol.ErrBadSignature)) && (s == nil || !s.Memoized) {
+		n.quota.charge(loaded.ChannelOf(), loaded.Record.Author, singleSignatureCost-1)
+	}
 	if err != nil {
 		n.metrics.rejected.WithLabelValues(rejectReason(err)).Inc()
 		return nil, err

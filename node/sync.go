@@ -807,6 +807,7 @@ func (n *Node) storeChecked(items []ingestItem, from peer.ID) (int, error) {
 		if len(pending) == 0 {
 			return nil
 		}
+		n.noteOwnFromOutside(pending)
 		res, err := n.store.PutBatch(pending)
 		err = n.storeFailed(opSync, err)
 		// On an error, res holds the records written before it.
@@ -851,6 +852,7 @@ func (n *Node) storeChecked(items []ingestItem, from peer.ID) (int, error) {
 			if err := write(); err != nil {
 				return stored, err
 			}
+			n.noteOwnFromOutside([]*protocol.Signed{s})
 			res, err := n.store.Put(s)
 			if err != nil {
 				return stored, n.storeFailed(opSync, err)

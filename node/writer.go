@@ -35,6 +35,7 @@ func (n *Node) put(s *protocol.Signed) (store.Result, error) {
 // any, so that one group commit takes them together.
 func (n *Node) putAll(ss []*protocol.Signed) ([]store.Result, []error) {
 	res, errs := make([]store.Result, len(ss)), make([]error, len(ss))
+	n.noteOwnFromOutside(ss)
 	if f := n.putFault.Load(); f != nil {
 		if err := (*f)(); err != nil {
 			for i := range errs {
@@ -68,6 +69,17 @@ queue:
 		}
 	}
 	return res, errs
+}
+
+// noteOwnFromOutside counts, before they are written, records of the
+// node's own among received ones, so that the publisher reads its head
+// from the store again (see lastSigned).
+func (n *Node) noteOwnFromOutside(ss []*protocol.Signed) {
+	for _, s := range ss {
+		if s.Record.Author == n.self {
+			n.ownFromOutside.Add(1)
+		}
+	}
 }
 
 // waitPut waits for the writer to store r.
@@ -149,6 +161,7 @@ type checkJob struct {
 	ch   cid.Cid
 	env  []byte
 	from peer.ID
+	op   string // the path it came in on (opGossip, opSync...)
 	s    *protocol.Signed
 	err  error
 	done chan struct{}
@@ -166,7 +179,7 @@ func (n *Node) checker() {
 		case <-n.ctx.Done():
 			return
 		case j := <-n.checkQueue:
-			j.s, j.err = n.verifyNow(j.ch, j.env, j.from)
+			j.s, j.err = n.verifyNow(j.ch, j.env, j.from, j.op)
 			close(j.done)
 		}
 	}

@@ -320,41 +320,41 @@ func parseBatchEnvelope(env []byte) (*batchEnvelope, error) {
 }
 
 // openBatch verifies a batch envelope's proof and signature and returns
-// its signer and payload.
-func openBatch(env []byte) (peer.ID, []byte, error) {
+// its signer and payload, and whether the signature was in the memo.
+func openBatch(env []byte) (peer.ID, []byte, bool, error) {
 	e, err := parseBatchEnvelope(env)
 	if err != nil {
-		return "", nil, err
+		return "", nil, false, err
 	}
 	leaf := merkleHasher.HashLeaf(Sum(e.payload).Bytes())
 	root, err := proof.RootFromInclusionProof(merkleHasher, e.index, e.size, leaf, e.proof)
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: batch envelope: %v", ErrBadEnvelope, err)
+		return "", nil, false, fmt.Errorf("%w: batch envelope: %v", ErrBadEnvelope, err)
 	}
 	msg := batchMessage(e.size, root)
 	k := memoKey(e.pub, msg, e.sig)
 	if signer, ok := verifiedBatches.get(k); ok {
-		return signer, e.payload, nil
+		return signer, e.payload, true, nil
 	}
 	key, err := crypto.UnmarshalPublicKey(e.pub)
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+		return "", nil, false, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
 	}
 	// The key's protobuf in its one form too: an ed25519 key as libp2p
 	// marshals it (its parser takes other field orders and extra fields,
 	// which would give one record other envelope bytes).
 	if again, err := crypto.MarshalPublicKey(key); err != nil || !bytes.Equal(again, e.pub) || key.Type() != crypto.Ed25519 {
-		return "", nil, fmt.Errorf("%w: batch envelope: the key is not an ed25519 key in canonical form", ErrBadEnvelope)
+		return "", nil, false, fmt.Errorf("%w: batch envelope: the key is not an ed25519 key in canonical form", ErrBadEnvelope)
 	}
 	if ok, err := key.Verify(msg, e.sig); err != nil || !ok {
-		return "", nil, fmt.Errorf("%w: the batch signature does not verify", ErrBadSignature)
+		return "", nil, false, fmt.Errorf("%w: the batch signature does not verify", ErrBadSignature)
 	}
 	signer, err := peer.IDFromPublicKey(key)
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+		return "", nil, false, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
 	}
 	verifiedBatches.add(k, signer)
-	return signer, e.payload, nil
+	return signer, e.payload, false, nil
 }
 
 // verifiedBatches remembers batch signatures that verified, with the peer

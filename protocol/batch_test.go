@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bytes"
+	crand "crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -280,6 +281,18 @@ func TestBatchKeyCanonical(t *testing.T) {
 		if _, err := Open(bad); !errors.Is(err, ErrBadEnvelope) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+	// A key of another type, in its canonical form, signing correctly.
+	secp, _, err := crypto.GenerateSecp256k1Key(crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := SealBatch(batchRecords(t, 4, 2), secp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(other[0].Envelope); !errors.Is(err, ErrBadEnvelope) {
+		t.Errorf("a batch signed by a secp256k1 key: %v", err)
 	}
 	if !SharesSignature(env) || SharesSignature(mustSealBatch(t, 4, batchRecords(t, 4, 1))[0].Envelope) ||
 		SharesSignature(mustSeal(t, 4, batchRecords(t, 4, 1)[0]).Envelope) {

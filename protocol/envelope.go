@@ -98,7 +98,7 @@ func open(env []byte, loaded *Signed, delegated bool) (*Signed, error) {
 	if len(env) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("envelope is %d bytes: %w (the limit is %d bytes)", len(env), ErrTooLarge, MaxEnvelopeSize)
 	}
-	signer, body, err := openSignature(env)
+	signer, body, memoized, err := openSignature(env)
 	if err != nil {
 		return nil, err
 	}
@@ -111,12 +111,13 @@ func open(env []byte, loaded *Signed, delegated bool) (*Signed, error) {
 	if signer != r.Author && !delegated {
 		return nil, fmt.Errorf("signed by %s, author %s: %w", signer, r.Author, ErrAuthorMismatch)
 	}
-	return &Signed{Record: r, Bytes: body, CID: Sum(body), Envelope: env, Signer: signer}, nil
+	return &Signed{Record: r, Bytes: body, CID: Sum(body), Envelope: env, Signer: signer, Memoized: memoized}, nil
 }
 
 // openSignature verifies an envelope of either form, single or batch, and
-// returns the key that signed it and the payload it signed.
-func openSignature(env []byte) (peer.ID, []byte, error) {
+// returns the key that signed it, the payload it signed, and whether its
+// batch signature was found in the memo (no check made).
+func openSignature(env []byte) (peer.ID, []byte, bool, error) {
 	if isBatchEnvelope(env) {
 		return openBatch(env)
 	}
@@ -124,24 +125,24 @@ func openSignature(env []byte) (peer.ID, []byte, error) {
 	e, err := record.ConsumeTypedEnvelope(env, &p)
 	if err != nil {
 		if e != nil { // parsed, but the signature did not verify
-			return "", nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
+			return "", nil, false, fmt.Errorf("%w: %v", ErrBadSignature, err)
 		}
-		return "", nil, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+		return "", nil, false, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
 	}
 	if !bytes.Equal(e.PayloadType, payloadType) {
-		return "", nil, fmt.Errorf("%w: payload type %x is not dag-cbor", ErrBadEnvelope, e.PayloadType)
+		return "", nil, false, fmt.Errorf("%w: payload type %x is not dag-cbor", ErrBadEnvelope, e.PayloadType)
 	}
 	// Protobuf tolerates unknown fields and other encodings of the same
 	// message; only the canonical bytes are a record envelope.
 	again, err := e.Marshal()
 	if err != nil || !bytes.Equal(again, env) {
-		return "", nil, fmt.Errorf("%w: not in canonical form", ErrBadEnvelope)
+		return "", nil, false, fmt.Errorf("%w: not in canonical form", ErrBadEnvelope)
 	}
 	signer, err := peer.IDFromPublicKey(e.PublicKey)
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
+		return "", nil, false, fmt.Errorf("%w: %v", ErrBadEnvelope, err)
 	}
-	return signer, p.b, nil
+	return signer, p.b, false, nil
 }
 
 // Envelope protobuf field numbers (go-libp2p core/record/pb/envelope.proto).

@@ -71,4 +71,8 @@ type Signed struct {
 	// company that changed keys (KeyLog). Set by Seal, SealWith and the
 	// Open functions; Load leaves it empty (see SignerOf).
 	Signer peer.ID
+	// Memoized is set by the Open functions when the envelope's batch
+	// signature was one verified before, for another record of its batch,
+	// so that no signature check was made for this one.
+	Memoized bool
 }
