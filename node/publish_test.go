@@ -145,3 +145,46 @@ func TestBundlePenaltyPerRecord(t *testing.T) {
 		t.Fatalf("penalty +%.2f for a bundle of 10 forged records, want +9 (and gossipsub's one)", got)
 	}
 }
+
+// TestBundleLinkMismatchOnce: a record of a bundle whose link breaks its
+// kind's rules, pointing at another record of the same bundle, is counted
+// once, not once from each end.
+func TestBundleLinkMismatchOnce(t *testing.T) {
+	a := startNode(t, "A")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ch, err := a.CreateChannel(ctx, "links", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, mid := newKey(t)
+	addMember(t, a, ch, mid)
+	note := &protocol.Record{Channel: ch, Author: mid, Seq: 1, Time: 1, Kind: "note", Body: map[string]any{"text": "not an order"}}
+	b, err := note.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := &protocol.Record{Channel: ch, Author: mid, Seq: 2, Prev: protocol.Sum(b), Time: 2, Kind: "order-response",
+		Links: []protocol.Link{{Rel: "responds-to", CID: protocol.Sum(b)}}, // an order-response responds to an order
+		Body: map[string]any{
+			"docId": "RSP-1", "docVersion": int64(1), "issuedAt": "2026-11-22T10:30:00+09:00",
+			"orderRef":     map[string]any{"docId": "PO-1", "docVersion": int64(1)},
+			"seller":       map[string]any{"scheme": "vendor", "id": "V-1"},
+			"buyer":        map[string]any{"scheme": "vendor", "id": "B-1"},
+			"responseCode": "accepted",
+		}}
+	batch, err := protocol.SealBatch([]*protocol.Record{note, resp}, mk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mismatches = "sangsaeng_link_mismatches_total"
+	before := metric(t, a, mismatches)
+	topic := Topic(ch)
+	m := &pubsub.Message{Message: &pb.Message{Data: protocol.EncodeBundle([][]byte{batch[0].Envelope, batch[1].Envelope}), Topic: &topic}, ReceivedFrom: mid}
+	if res := a.validator(ch)(ctx, mid, m); res != pubsub.ValidationAccept {
+		t.Fatalf("the bundle: %v", res)
+	}
+	if got := metric(t, a, mismatches) - before; got != 1 {
+		t.Fatalf("%v link mismatches counted for one bad link, want 1", got)
+	}
+}
