@@ -15,6 +15,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -455,4 +456,12 @@ func (l *logLines) matching(subs ...string) []string {
 		}
 	}
 	return out
+}
+
+// deliver hands data to n's validator for ch as a gossip message from
+// from, as gossipsub would, and returns the validator's verdict.
+func deliver(ctx context.Context, n *Node, ch cid.Cid, from peer.ID, data []byte) pubsub.ValidationResult {
+	topic := Topic(ch)
+	m := &pubsub.Message{Message: &pb.Message{Data: data, Topic: &topic}, ReceivedFrom: from}
+	return n.validator(ch)(ctx, from, m)
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/ipfs/go-cid"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
-	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -37,9 +36,7 @@ func TestOwnRecordPastGapNotSignedOver(t *testing.T) {
 	}
 	_, partner := newKey(t)
 	addMember(t, a, ch, partner)
-	topic := Topic(ch)
-	m := &pubsub.Message{Message: &pb.Message{Data: far.Envelope, Topic: &topic}, ReceivedFrom: partner}
-	if res := a.validator(ch)(ctx, partner, m); res != pubsub.ValidationAccept {
+	if res := deliver(ctx, a, ch, partner, far.Envelope); res != pubsub.ValidationAccept {
 		t.Fatalf("A's own record from a partner: %v", res)
 	}
 	next, err := a.Publish(ctx, ch, "note", map[string]any{"text": "after the restore"}, nil)
@@ -67,11 +64,7 @@ func TestQuotaChargesSignatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	topic := Topic(ch)
-	send := func(from peer.ID, data []byte) pubsub.ValidationResult {
-		m := &pubsub.Message{Message: &pb.Message{Data: data, Topic: &topic}, ReceivedFrom: from}
-		return a.validator(ch)(ctx, from, m)
-	}
+	send := func(from peer.ID, data []byte) pubsub.ValidationResult { return deliver(ctx, a, ch, from, data) }
 	member := func() (crypto.PrivKey, peer.ID) {
 		k, id := newKey(t)
 		addMember(t, a, ch, id)
@@ -136,9 +129,7 @@ func TestBundlePenaltyPerRecord(t *testing.T) {
 		envs = append(envs, flipSignature(t, s.Envelope))
 	}
 	before := a.penalty.get(mid)
-	topic := Topic(ch)
-	m := &pubsub.Message{Message: &pb.Message{Data: protocol.EncodeBundle(envs), Topic: &topic}, ReceivedFrom: mid}
-	if res := a.validator(ch)(ctx, mid, m); res != pubsub.ValidationReject {
+	if res := deliver(ctx, a, ch, mid, protocol.EncodeBundle(envs)); res != pubsub.ValidationReject {
 		t.Fatalf("a bundle of forged records: %v", res)
 	}
 	if got := a.penalty.get(mid) - before; got < 8.9 || got > 9.1 {
@@ -179,9 +170,7 @@ func TestBundleLinkMismatchOnce(t *testing.T) {
 	}
 	const mismatches = "sangsaeng_link_mismatches_total"
 	before := metric(t, a, mismatches)
-	topic := Topic(ch)
-	m := &pubsub.Message{Message: &pb.Message{Data: protocol.EncodeBundle([][]byte{batch[0].Envelope, batch[1].Envelope}), Topic: &topic}, ReceivedFrom: mid}
-	if res := a.validator(ch)(ctx, mid, m); res != pubsub.ValidationAccept {
+	if res := deliver(ctx, a, ch, mid, protocol.EncodeBundle([][]byte{batch[0].Envelope, batch[1].Envelope})); res != pubsub.ValidationAccept {
 		t.Fatalf("the bundle: %v", res)
 	}
 	if got := metric(t, a, mismatches) - before; got != 1 {

@@ -422,26 +422,20 @@ func (n *Node) ingestBundle(ch cid.Cid, msg []byte, from peer.ID) error {
 	checked := make([]*protocol.Signed, len(envs))
 	errs := make([]error, len(envs))
 	checked[0], errs[0] = n.checkReceived(ch, envs[0], from, opGossip)
-	if !n.started.Load() { // no checkers yet
-		for i := 1; i < len(envs); i++ {
-			checked[i], errs[i] = n.verifyNow(ch, envs[i], from, opGossip)
+	// The rest go to the checkers from this goroutine, which then waits
+	// for them: no goroutine of its own for each.
+	jobs := make([]*checkJob, len(envs))
+	for i := 1; i < len(envs); i++ {
+		if jobs[i], errs[i] = n.queueCheck(ch, envs[i], from, opGossip); errs[i] != nil {
+			break
 		}
-	} else {
-		// The rest go to the checkers from this goroutine, which then
-		// waits for them: no goroutine of its own for each.
-		jobs := make([]*checkJob, len(envs))
-		for i := 1; i < len(envs); i++ {
-			if jobs[i], errs[i] = n.queueCheck(ch, envs[i], from, opGossip); errs[i] != nil {
-				break
-			}
-		}
-		for i := 1; i < len(envs); i++ {
-			switch {
-			case jobs[i] != nil:
-				checked[i], errs[i] = n.waitCheck(jobs[i])
-			case errs[i] == nil:
-				errs[i] = fmt.Errorf("%w: %v", errIgnore, errClosed)
-			}
+	}
+	for i := 1; i < len(envs); i++ {
+		switch {
+		case jobs[i] != nil:
+			checked[i], errs[i] = n.waitCheck(jobs[i])
+		case errs[i] == nil:
+			errs[i] = fmt.Errorf("%w: %v", errIgnore, errClosed)
 		}
 	}
 	var good []*protocol.Signed
@@ -524,9 +518,6 @@ var bundleErrorRank = []func(error) bool{
 // check, the author's quota and every rule of check. It runs on a checker
 // (see checkers).
 func (n *Node) checkReceived(ch cid.Cid, env []byte, from peer.ID, op string) (*protocol.Signed, error) {
-	if !n.started.Load() {
-		return n.verifyNow(ch, env, from, op)
-	}
 	j, err := n.queueCheck(ch, env, from, op)
 	if err != nil {
 		return nil, err
@@ -534,9 +525,15 @@ func (n *Node) checkReceived(ch cid.Cid, env []byte, from peer.ID, op string) (*
 	return n.waitCheck(j)
 }
 
-// queueCheck hands an envelope to the checkers.
+// queueCheck hands an envelope to the checkers, or, before they run (the
+// node not started), checks it now.
 func (n *Node) queueCheck(ch cid.Cid, env []byte, from peer.ID, op string) (*checkJob, error) {
 	j := &checkJob{ch: ch, env: env, from: from, op: op, done: make(chan struct{})}
+	if !n.started.Load() {
+		j.s, j.err = n.verifyNow(ch, env, from, op)
+		close(j.done)
+		return j, nil
+	}
 	select {
 	case n.checkQueue <- j:
 		return j, nil
@@ -686,9 +683,6 @@ func (n *Node) accepted(s *protocol.Signed) { n.acceptedAll([]*protocol.Signed{s
 // links are checked with one look in the store for what links to them.
 func (n *Node) acceptedAll(ss []*protocol.Signed) {
 	for _, s := range ss {
-		if s.Record.Author == n.self {
-			n.ownFromOutside.Add(1) // see lastSigned
-		}
 		n.acceptedOwn(s)
 		n.checkLinksOf(s)
 	}

@@ -165,12 +165,9 @@ func TestTamperedRecordsRejected(t *testing.T) {
 	// batch: no bundle accepted, each envelope counted once.
 	t.Run("validator, bundles", func(t *testing.T) {
 		before := metricValues(t, a, rejected)
-		v := a.validator(ch)
-		topic := Topic(ch)
 		for i := 0; i < len(all); i += 50 {
 			b := protocol.EncodeBundle(all[i:min(i+50, len(all))])
-			m := &pubsub.Message{Message: &pb.Message{Data: b, Topic: &topic}, ReceivedFrom: malID}
-			if res := v(ctx, malID, m); res != pubsub.ValidationReject {
+			if res := deliver(ctx, a, ch, malID, b); res != pubsub.ValidationReject {
 				t.Fatalf("bundle at %d: %v, want a rejection", i, res)
 			}
 		}
@@ -342,9 +339,7 @@ func TestForgedMiddleSignature(t *testing.T) {
 	}
 	first[24] = flipSignature(t, first[24])
 	before := metricValues(t, a, rejected)
-	topic := Topic(ch)
-	m := &pubsub.Message{Message: &pb.Message{Data: protocol.EncodeBundle(first), Topic: &topic}, ReceivedFrom: mid}
-	if res := a.validator(ch)(ctx, mid, m); res != pubsub.ValidationReject {
+	if res := deliver(ctx, a, ch, mid, protocol.EncodeBundle(first)); res != pubsub.ValidationReject {
 		t.Fatalf("a bundle with a forged signature: %v, want a rejection", res)
 	}
 	if got := diff(before, metricValues(t, a, rejected)); got["bad_signature"] != 1 || sum(got) != 1 {
@@ -380,8 +375,7 @@ func TestForgedMiddleSignature(t *testing.T) {
 
 	// The genuine records close both gaps, and everything stored opens.
 	for _, i := range []int{24, 74} {
-		m := &pubsub.Message{Message: &pb.Message{Data: genuine[i].Envelope, Topic: &topic}, ReceivedFrom: mid}
-		if res := a.validator(ch)(ctx, mid, m); res != pubsub.ValidationAccept {
+		if res := deliver(ctx, a, ch, mid, genuine[i].Envelope); res != pubsub.ValidationAccept {
 			t.Fatalf("the genuine record %d: %v", i, res)
 		}
 	}

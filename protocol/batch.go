@@ -204,42 +204,40 @@ type batchEnvelope struct {
 // with the others of its batch costs hashes rather than a signature check
 // (the node's quota charges the rest more). It only peeks at the size.
 func SharesSignature(env []byte) bool {
-	for len(env) > 0 {
-		num, typ, n := protowire.ConsumeTag(env)
-		if n < 0 {
-			return false
-		}
-		env = env[n:]
-		if num == batchSizeField && typ == protowire.VarintType {
-			v, m := protowire.ConsumeVarint(env)
-			return m > 0 && v > 1
-		}
-		if n = protowire.ConsumeFieldValue(num, typ, env); n < 0 {
-			return false
-		}
-		env = env[n:]
-	}
-	return false
+	size, _ := batchSize(env)
+	return size > 1
 }
 
 // isBatchEnvelope reports whether env has a batch size field: whether it
 // is to be read as a batch envelope (and refused if it is not one).
 func isBatchEnvelope(env []byte) bool {
+	_, has := batchSize(env)
+	return has
+}
+
+// batchSize peeks at env's batch size field: has is whether there is
+// one, of any wire type; size its value when it is a varint.
+func batchSize(env []byte) (size uint64, has bool) {
 	for len(env) > 0 {
 		num, typ, n := protowire.ConsumeTag(env)
 		if n < 0 {
-			return false
-		}
-		if num == batchSizeField {
-			return true
+			return 0, false
 		}
 		env = env[n:]
+		if num == batchSizeField {
+			if typ == protowire.VarintType {
+				if v, m := protowire.ConsumeVarint(env); m > 0 {
+					return v, true
+				}
+			}
+			return 0, true
+		}
 		if n = protowire.ConsumeFieldValue(num, typ, env); n < 0 {
-			return false
+			return 0, false
 		}
 		env = env[n:]
 	}
-	return false
+	return 0, false
 }
 
 // parseBatchEnvelope reads a batch envelope in its one canonical form.

@@ -391,33 +391,11 @@ func (s *Store) scanSeq(txn *badger.Txn, ch cid.Cid, author peer.ID, from, to ui
 // Backlinks returns the links to target from the records stored, ordered by
 // rel, then by source CID.
 func (s *Store) Backlinks(target cid.Cid) ([]Backlink, error) {
-	if err := s.enter(); err != nil {
-		return nil, fmt.Errorf("store backlinks %s: %w", target, err)
-	}
-	defer s.leave()
-	var out []Backlink
-	err := s.db.View(func(txn *badger.Txn) error {
-		if err := checkPart("target", target.Bytes()); err != nil {
-			return err
-		}
-		prefix := backlinkPrefix(target)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			r := keyReader{b: it.Item().Key()[len(prefix):]}
-			rel := string(r.part())
-			from := r.cid(r.rest())
-			if r.err != nil {
-				return r.err
-			}
-			out = append(out, Backlink{Rel: rel, From: from})
-		}
-		return nil
-	})
+	bl, err := s.BacklinksOf([]cid.Cid{target})
 	if err != nil {
-		return nil, fmt.Errorf("store backlinks %s: %w", target, err)
+		return nil, err
 	}
-	return out, nil
+	return bl[target], nil
 }
 
 // BacklinksOf is Backlinks for several targets, with one read transaction
