@@ -17,6 +17,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -87,9 +88,10 @@ func bigNote(t testing.TB, key crypto.PrivKey, author peer.ID, ch cid.Cid, seq u
 	return s
 }
 
-// TestHostileAnswersBounded: a member answers every sync, join and fetch
-// with the largest answers it can, as fast as it can: a sync answer of
-// hundreds of distinct valid records of the largest size, a "governance
+// TestHostileAnswersBounded: members answer every sync, join and fetch
+// with the largest answers they can, as fast as they can: four sync
+// answers at once, each of hundreds of distinct valid records of the
+// largest size, a "governance
 // chain" of hundreds of envelope-sized frames, and fetch answers that
 // announce the largest envelope and then stall, to a hundred concurrent
 // fetches. With the daemon's 80 MiB soft limit applied, the process's live
@@ -97,7 +99,7 @@ func bigNote(t testing.TB, key crypto.PrivKey, author peer.ID, ch cid.Cid, seq u
 // record.
 func TestHostileAnswersBounded(t *testing.T) {
 	if testing.Short() {
-		t.Skip("writes some 150 MB to disk; runs without -short (and in .ci/run)")
+		t.Skip("writes some 200 MB to disk; runs without -short (and in .ci/run)")
 	}
 	old := debug.SetMemoryLimit(daemonMemoryLimit)
 	defer debug.SetMemoryLimit(old)
@@ -109,55 +111,55 @@ func TestHostileAnswersBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, mid := newKey(t)
-	addMember(t, a, ch, mid)
-	h := bareHost(t, key)
-
-	// Sync: one answer of syncRecords distinct valid notes of the largest
-	// size, each signed as it is sent so that the sender holds one at a
+	// Sync: syncMembers hostile members, each with one answer of
+	// syncRecords distinct valid notes of the largest size, all at once,
+	// so that the node-wide budget of sync bytes in flight is contended.
+	// Each note is signed as it is sent, so that a sender holds one at a
 	// time.
-	const syncRecords = 768
-	var served atomic.Int64
-	h.SetStreamHandler(SyncID, func(st network.Stream) {
-		defer st.Close()
-		if _, err := readFrame(bufio.NewReader(st), maxHeadsFrame); err != nil {
-			st.Reset()
-			return
-		}
-		if served.Add(1) > 1 {
-			// Later syncs: nothing new.
-			hm, _ := (&protocol.HeadsMessage{Channel: ch, Heads: protocol.Heads{mid: syncRecords}}).Encode()
-			w := bufio.NewWriter(st)
+	const syncMembers, syncRecords = 4, 256
+	keys := make([]crypto.PrivKey, syncMembers)
+	mids := make([]peer.ID, syncMembers)
+	hosts := make([]host.Host, syncMembers)
+	for i := range syncMembers {
+		keys[i], mids[i] = newKey(t)
+		addMember(t, a, ch, mids[i])
+		hosts[i] = bareHost(t, keys[i])
+		key, mid := keys[i], mids[i]
+		var served atomic.Int64
+		hosts[i].SetStreamHandler(SyncID, func(st network.Stream) {
+			defer st.Close()
+			if _, err := readFrame(bufio.NewReader(st), maxHeadsFrame); err != nil {
+				st.Reset()
+				return
+			}
+			hm, err := (&protocol.HeadsMessage{Channel: ch, Heads: protocol.Heads{mid: syncRecords}}).Encode()
+			if err != nil {
+				st.Reset()
+				return
+			}
+			w := bufio.NewWriterSize(st, 1<<20)
 			_ = writeFrame(w, nil)
 			_ = writeFrame(w, hm)
+			if served.Add(1) == 1 { // later syncs: nothing new
+				prev := cid.Undef
+				for seq := uint64(1); seq <= syncRecords; seq++ {
+					s := bigNote(t, key, mid, ch, seq, prev)
+					if s == nil {
+						st.Reset()
+						return
+					}
+					if err := writeFrame(w, s.Envelope); err != nil {
+						st.Reset()
+						return
+					}
+					prev = s.CID
+				}
+			}
 			_ = writeFrame(w, nil)
 			_ = w.Flush()
-			return
-		}
-		hm, err := (&protocol.HeadsMessage{Channel: ch, Heads: protocol.Heads{mid: syncRecords}}).Encode()
-		if err != nil {
-			st.Reset()
-			return
-		}
-		w := bufio.NewWriterSize(st, 1<<20)
-		_ = writeFrame(w, nil)
-		_ = writeFrame(w, hm)
-		prev := cid.Undef
-		for seq := uint64(1); seq <= syncRecords; seq++ {
-			s := bigNote(t, key, mid, ch, seq, prev)
-			if s == nil {
-				st.Reset()
-				return
-			}
-			if err := writeFrame(w, s.Envelope); err != nil {
-				st.Reset()
-				return
-			}
-			prev = s.CID
-		}
-		_ = writeFrame(w, nil)
-		_ = w.Flush()
-	})
+		})
+	}
+	key, mid, h := keys[0], mids[0], hosts[0]
 
 	watch := watchHeap()
 	runtime.GC()
@@ -166,15 +168,23 @@ func TestHostileAnswersBounded(t *testing.T) {
 		rtmetrics.Read(s)
 		return s[0].Value.Uint64()
 	}()
-	if err := h.Connect(ctx, addrInfo(a)); err != nil {
-		t.Fatal(err)
+	for _, h := range hosts {
+		if err := h.Connect(ctx, addrInfo(a)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	waitFor(t, "A to store the hostile member's sync answer", 2*time.Minute, func() bool {
-		return heads(t, a, ch)[mid] == syncRecords
+	waitFor(t, "A to store the hostile members' sync answers", 2*time.Minute, func() bool {
+		hs := heads(t, a, ch)
+		for _, m := range mids {
+			if hs[m] != syncRecords {
+				return false
+			}
+		}
+		return true
 	})
 	syncLive, syncHeap := watch.end()
-	t.Logf("sync: %d records of %d KiB stored; peak live heap %s, peak heap objects %s (live before %s)",
-		syncRecords, 192, mib(syncLive), mib(syncHeap), mib(baseLive))
+	t.Logf("sync: %d members answering at once, %d records of %d KiB each stored; peak live heap %s, peak heap objects %s (live before %s)",
+		syncMembers, syncRecords, 192, mib(syncLive), mib(syncHeap), mib(baseLive))
 
 	// Join: the member invites A to a channel and answers the join with
 	// frames of the largest envelope size until A hangs up.
