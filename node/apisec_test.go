@@ -1,11 +1,17 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sangsaeng/sangsaeng/node/api"
 )
@@ -103,19 +109,47 @@ func TestMetricsToken(t *testing.T) {
 // the method in its pattern, and changes nothing.
 func TestNoStateChangeOnGet(t *testing.T) {
 	n := startNode(t, "A")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ch, err := n.CreateChannel(ctx, "X", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, other := newKey(t)
 	h := newAPIHarness(t, n)
-	for _, path := range []string{"/v1/partners", "/v1/channels", "/v1/join", "/v1/profile", "/v1/verify"} {
-		before := n.store.Count()
+	// Every route that changes something (server.go), asked with GET.
+	changing := []string{
+		"/v1/partners/" + other.String(),
+		"/v1/channels/" + ch.String() + "/invite",
+		"/v1/channels/" + ch.String() + "/remove-member",
+		"/v1/channels/" + ch.String() + "/records",
+		"/v1/channels/" + ch.String() + "/import",
+		"/v1/disclose",
+		"/v1/join",
+		"/v1/profile",
+		"/v1/verify",
+		"/v1/keys/rotate",
+		"/v1/keys/devices",
+		"/v1/keys/revoke",
+		"/v1/dashboard/code",
+		"/v1/session/logout",
+	}
+	state := func() string {
+		cfg, _ := os.ReadFile(filepath.Join(n.cfg.Home, "config.toml"))
+		return fmt.Sprintf("%d %d %d %q", n.store.Count(), len(n.KeyLog().Entries), len(n.partners.all()), cfg)
+	}
+	before := state()
+	for _, path := range append(changing, "/v1/partners", "/v1/channels", "/v1/channels/"+ch.String()+"/receipts") {
 		status, _, _ := h.do(t, "GET", path, nil)
-		if path == "/v1/partners" || path == "/v1/channels" {
-			if status != http.StatusOK {
-				t.Errorf("GET %s: %d", path, status)
+		if slices.Contains(changing, path) {
+			if status < 400 {
+				t.Errorf("GET %s: %d, want an error (the route takes no GET)", path, status)
 			}
-		} else if status < 400 {
-			t.Errorf("GET %s: %d, want an error (the route takes no GET)", path, status)
+		} else if status != http.StatusOK {
+			t.Errorf("GET %s: %d", path, status)
 		}
-		if n.store.Count() != before {
-			t.Errorf("GET %s changed the store", path)
+		if now := state(); now != before {
+			t.Fatalf("GET %s changed the node: %s, was %s", path, now, before)
 		}
 	}
 }
