@@ -2,10 +2,14 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
@@ -41,7 +45,9 @@ func onlyRelayed(a, b *Node) bool {
 // other directly (their gaters refuse every direct address of the other,
 // as two NATs would), yet B joins A's channel with the invite and records
 // flow both ways through R. R refuses a slot to a peer that is not its
-// partner. Reachability reports the relay and the relayed addresses.
+// partner. Reachability reports the relay and the relayed addresses. A
+// catch-up of over 128 KiB (relay v2's default data limit) completes
+// through R (relayedCatchUp).
 func TestRelayedPartners(t *testing.T) {
 	r := startNodeWith(t, "R", slog.LevelDebug, func(c *Config) { c.Relay.Enabled = true })
 	a := startNodeWith(t, "A", slog.LevelDebug, func(c *Config) { c.Relay.Use = []string{relayAddr(t, r)} })
@@ -114,6 +120,79 @@ func TestRelayedPartners(t *testing.T) {
 	if (relayACL{r}).AllowReserve(stranger.self, nil) || (relayACL{r}).AllowConnect(stranger.self, nil, a.self) {
 		t.Fatalf("R's relay ACL admits a stranger")
 	}
+
+	relayedCatchUp(t, a, b, ch)
+}
+
+// relayedCatchUp closes b, has a publish records whose envelopes add up to
+// well over relay v2's default data limit (128 KiB a relayed connection),
+// starts b again and waits until it holds them all. b reaches a only
+// through the relay (a's gater refuses every direct connection between
+// them, both ways), so the catch-up's sync runs on relayed connections
+// alone, and none of them is limited: R's circuits have no data limit.
+func relayedCatchUp(t *testing.T, a, b *Node, ch cid.Cid) {
+	t.Helper()
+	const n, workers = 1500, 8
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "A to see B gone", 10*time.Second, func() bool { return len(a.host.Network().ConnsToPeer(b.self)) == 0 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	text := strings.Repeat("a catch-up through the relay, over 128 KiB. ", 4)
+	var (
+		mu    sync.Mutex
+		cids  []cid.Cid
+		bytes int
+		wg    sync.WaitGroup
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				s, err := a.Publish(ctx, ch, "note", map[string]any{"text": fmt.Sprintf("%d: %s", i, text)}, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				cids = append(cids, s.CID)
+				bytes += len(s.Envelope)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	const relayLimit = 128 << 10 // relay v2's default data limit a connection
+	if bytes < 3*relayLimit {
+		t.Fatalf("%d records are %d bytes of envelopes, not well over %d", n, bytes, relayLimit)
+	}
+
+	b2 := restart(t, b)
+	b2.gater.noDirect.Store(a.self, true) // a refuses direct ones to b already
+	start := time.Now()
+	missing := cids
+	relayedOnly, unlimited := true, true
+	waitFor(t, "B's catch-up through R", 90*time.Second, func() bool {
+		for _, c := range b2.host.Network().ConnsToPeer(a.self) {
+			relayedOnly = relayedOnly && isCircuit(c.RemoteMultiaddr())
+			unlimited = unlimited && !c.Stat().Limited
+		}
+		for len(missing) > 0 && has(b2, missing[0]) {
+			missing = missing[1:]
+		}
+		return len(missing) == 0
+	})
+	if !relayedOnly || !unlimited || !onlyRelayed(b2, a) || !onlyRelayed(a, b2) {
+		t.Fatalf("B's connections to A during the catch-up: relayed only %v, none limited %v; now %v", relayedOnly, unlimited, b2.host.Network().ConnsToPeer(a.self))
+	}
+	t.Logf("catch-up through R: %d records, %d KiB of envelopes, in %s after B's restart",
+		n, bytes>>10, time.Since(start).Round(time.Millisecond))
 }
 
 // TestPartnerFoundByDHT: A and B share a channel, both with R. B restarts
