@@ -273,3 +273,83 @@ func TestPartnerFoundByDHT(t *testing.T) {
 		}
 	}
 }
+
+// TestDHTPartnersOnly: the partners' DHT speaks its own protocol
+// (/sangsaeng/kad/1.0.0), never the public IPFS DHT's /ipfs/kad/1.0.0, and
+// its routing table holds only peers the gater admits: A's partners, not a
+// stranger that tried to connect, nor one that connected in a dial-back
+// window (both run the same DHT), nor a partner once the operator removed
+// it. The gater, and for a dial-back the stream gate, stop a stranger
+// before the DHT hears of it, so the table's own filter (newDHT) is a
+// line behind them that this test does not reach by itself; the removed
+// partner's case does need forgetInDHT.
+func TestDHTPartnersOnly(t *testing.T) {
+	r := startNode(t, "R")
+	a := startNode(t, "A")
+	b := startNode(t, "B")
+	link(t, r, a, "r-a")
+	link(t, a, b, "a-b")
+
+	kad := DHTPrefix + "/kad/1.0.0"
+	speaks := false
+	for _, p := range a.host.Mux().Protocols() {
+		speaks = speaks || string(p) == kad
+		if strings.HasPrefix(string(p), "/ipfs/kad/") {
+			t.Fatalf("A speaks the public IPFS DHT's %s", p)
+		}
+	}
+	if !speaks {
+		t.Fatalf("A does not speak %s: %v", kad, a.host.Mux().Protocols())
+	}
+	inTable := func(n *Node, p peer.ID) bool { return n.dht.RoutingTable().Find(p) != "" }
+	waitFor(t, "R and B in A's routing table", 20*time.Second, func() bool { return inTable(a, r.self) && inTable(a, b.self) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ai := peer.AddrInfo{ID: a.self, Addrs: a.host.Addrs()}
+	// A stranger that tries: A's gater refuses it.
+	tried := startNode(t, "C")
+	tried.gater.extra.Store(a.self, true)
+	if err := tried.host.Connect(ctx, ai); err == nil {
+		waitFor(t, "A to drop the stranger", 10*time.Second, func() bool { return len(a.host.Network().ConnsToPeer(tried.self)) == 0 })
+	}
+	// A stranger that connects, as AutoNAT's dial-back may, and asks A's
+	// DHT.
+	a.dialBacks.opened()
+	connected := startNode(t, "D")
+	connected.gater.extra.Store(a.self, true)
+	if err := connected.host.Connect(ctx, ai); err != nil {
+		t.Fatalf("in a dial-back window, the stranger's connection was refused: %v", err)
+	}
+	for _, s := range []*Node{tried, connected} {
+		select {
+		case <-s.dht.ForceRefresh(): // its lookups ask A, when it can
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+	}
+	// A partner the operator added, then removed.
+	removed := startNode(t, "E")
+	removed.gater.extra.Store(a.self, true)
+	if err := a.AddPartner(ctx, removed.self, removed.host.Addrs(), "E"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "E in A's routing table", 20*time.Second, func() bool { return inTable(a, removed.self) })
+	if err := a.RemovePartner(removed.self); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, s := range []*Node{tried, connected, removed} {
+		if inTable(a, s.self) {
+			t.Fatalf("A's routing table holds %s, which its gater does not admit", s.cfg.Name)
+		}
+	}
+	for _, p := range a.dht.RoutingTable().ListPeers() {
+		if !a.gater.allowed(p) {
+			t.Fatalf("A's routing table holds %s, which its gater does not admit", p)
+		}
+	}
+	if !inTable(a, r.self) || !inTable(a, b.self) {
+		t.Fatalf("A's routing table lost a partner: %v", a.dht.RoutingTable().ListPeers())
+	}
+}
