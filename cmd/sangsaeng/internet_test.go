@@ -19,7 +19,12 @@ import (
 // A small internet in network namespaces: a bridge "internet" with public-
 // like addresses from 198.51.100.0/24, a relay company R on it, and
 // companies A and B each behind its own router that masquerades its LAN
-// (subnets of 203.0.113.0/24) onto the internet. Real daemons run in each
+// (subnets of 203.0.113.0/24) onto the internet. A's NAT, and B's in the
+// "cone" case, is nftables masquerade: the LAN's source port is kept
+// where it is free, whatever the destination, but only replies from the
+// address and port a mapping was made for come in, a port-restricted cone
+// (nftables offers no full cone). B's in the "symmetric" case is
+// masquerade random, a new port for every flow. Real daemons run in each
 // namespace; every address stays inside the namespaces the test makes,
 // and it removes them at the end, failed or not.
 //
@@ -217,8 +222,9 @@ func (l *netLab) wire(inet, ns, dev, addr string) {
 
 // company builds a company's router and server namespaces: the router on
 // the internet at wan, with address gw on the company's LAN (a /28), which
-// it masquerades (randomly, for a symmetric NAT) onto the internet, and the
-// server at host on that LAN. It returns the server's namespace.
+// it masquerades onto the internet (a port-restricted cone, or randomly,
+// for a symmetric NAT), and the server at host on that LAN. It returns the
+// server's namespace.
 func (l *netLab) company(inet, name, wan, gw, host string, symmetric bool) string {
 	l.t.Helper()
 	rt := l.space(name + "-rt")
@@ -324,9 +330,9 @@ func (d *daemon) headOf(ch, author string) uint64 {
 
 // TestInternet runs the scenarios of a small internet: A and B behind
 // their NATs join a channel by invite code through R, records flow both
-// ways through R, with B behind a cone NAT and then a symmetric one, a
-// catch-up of 10,000 records through R completes, and B's address changes
-// without a new invite. It prints a line per scenario.
+// ways through R, with B behind a port-restricted cone NAT and then a
+// symmetric one, a catch-up of 10,000 records through R completes, and B's
+// address changes without a new invite. It prints a line per scenario.
 func TestInternet(t *testing.T) {
 	bin := buildBinary(t) // skips with -short
 	for _, nat := range []string{"cone", "symmetric"} {
@@ -343,7 +349,7 @@ func internetScenario(t *testing.T, bin string, symmetric bool) {
 	lab.wire(inet, rns, "eth0", "198.51.100.10/24")
 	ans := lab.company(inet, "a", "198.51.100.20", "203.0.113.1", "203.0.113.2", false)
 	bns := lab.company(inet, "b", "198.51.100.30", "203.0.113.17", "203.0.113.18", symmetric)
-	natB := "cone"
+	natB := "port-restricted cone"
 	if symmetric {
 		natB = "symmetric"
 	}
