@@ -109,3 +109,32 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestRelayDefaults: a node is no relay unless its operator says so
+// (relay.enabled off by default), with the limits it would apply when on,
+// and Validate refuses a limit of 0, which would make a relay that serves
+// nobody.
+func TestRelayDefaults(t *testing.T) {
+	def := DefaultConfig().Relay
+	if def.Enabled || def.MaxReservations != 128 || def.MaxCircuits != 16 || len(def.Use) != 0 {
+		t.Fatalf("DefaultConfig().Relay = %+v, want off, max_reservations 128, max_circuits 16, no relay.use", def)
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("the default config: %v", err)
+	}
+	for _, tc := range []struct {
+		name string // the field Validate must name, with its value
+		edit func(*RelayConfig)
+	}{
+		{"max_reservations (0)", func(r *RelayConfig) { r.MaxReservations = 0 }},
+		{"max_circuits (0)", func(r *RelayConfig) { r.MaxCircuits = 0 }},
+		{"max_circuits (-1)", func(r *RelayConfig) { r.Enabled = true; r.MaxCircuits = -1 }},
+	} {
+		cfg := DefaultConfig()
+		tc.edit(&cfg.Relay)
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), "relay."+tc.name) {
+			t.Errorf("Validate with relay %+v: %v, want an error naming relay.%s", cfg.Relay, err, tc.name)
+		}
+	}
+}

@@ -33,9 +33,15 @@ type partnerEntry struct {
 	// until the operator removes them. (Entries stored before Learned
 	// existed hold learned addresses here too, and keep them.)
 	Addrs []string `json:"addrs"`
-	// Learned are the addresses the partner itself announced last (its
-	// signed peer record, by identify), relay addresses among them: they
-	// are replaced by the next announcement, never merged into Addrs.
+	// Learned are the addresses the partner itself announced last, relay
+	// addresses among them: the listen addresses of its identify message
+	// (EvtPeerIdentificationCompleted.ListenAddrs), unsigned, sent by the
+	// partner over the authenticated connection. go-libp2p v0.51.0's
+	// identify checks the signed peer record sent beside them and puts
+	// the record's addresses in the peerstore, but keeps the record
+	// nowhere (not in the certified address book); the node reads only
+	// its seq (restarts). They are replaced by the next announcement,
+	// never merged into Addrs.
 	Learned []string `json:"learned,omitempty"`
 	// Manual marks a partner the operator added by hand (`sangsaeng
 	// partners add`): the gater admits it whatever channels it shares.

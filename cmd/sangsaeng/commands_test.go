@@ -49,6 +49,7 @@ func TestJSONOutput(t *testing.T) {
 		path   string
 	}{
 		{[]string{"id"}, cannedID, "GET", "/v1/id"},
+		{[]string{"status"}, cannedStatus, "GET", "/v1/status"},
 		{[]string{"peers"}, cannedPeers, "GET", "/v1/peers"},
 		{[]string{"partners"}, cannedPartners, "GET", "/v1/partners"},
 		{[]string{"partners", "ls"}, cannedPartners, "GET", "/v1/partners"},
@@ -86,6 +87,9 @@ func TestTextOutput(t *testing.T) {
 			"reachability  behind NAT: partners reach it through its relays",
 			"relay         Daeil Parts " + peerB + " (slot until 2026-12-03T12:00:00Z, from config)",
 			"relay addr    /ip4/198.51.100.10/tcp/4801/p2p/" + peerB + "/p2p-circuit/p2p/" + peerA}},
+		{[]string{"status"}, []string{"node          Hanbit Motors  " + peerA, "state         healthy (정상)",
+			"reachability  private: partners cannot dial it, and it holds no relay slot (set relay.use in config.toml)",
+			"relay         Daeil Parts " + peerB + " (no slot: refused, from invite)"}},
 		{[]string{"peers"}, []string{"PEER ID", "LATENCY", peerB + "  Daeil Parts  /ip4/10.0.0.2/tcp/4801  3.2 ms   1"}},
 		{[]string{"partners"}, []string{"PEER ID", peerB + "  Daeil Parts  /ip4/10.0.0.2/tcp/4801 /ip4/10.0.0.2/udp/4801/quic-v1"}},
 		{[]string{"channel", "ls"}, []string{"CHANNEL ID", chanID + "  hanbit-daeil  2        19       1"}},

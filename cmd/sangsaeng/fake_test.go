@@ -34,6 +34,17 @@ var (
 			RelayAddrs: []string{"/ip4/198.51.100.10/tcp/4801/p2p/" + peerB + "/p2p-circuit/p2p/" + peerA},
 		}}
 
+	cannedStatus = api.Status{
+		Healthy: true, ID: peerA, Name: "Hanbit Motors", Version: "0.1.0", UptimeSeconds: 90,
+		Store: api.StoreStatus{Path: "/var/lib/sangsaeng/data", Records: 19},
+		Peers: api.PeersStatus{Connected: []api.PeerRef{{ID: peerB, Name: "Daeil Parts"}}, Offline: []api.PeerRef{}},
+		Reachability: api.Reachability{
+			State: "private", Public: []string{},
+			Relays: []api.RelayRef{{ID: peerB, Name: "Daeil Parts", Source: "invite", Error: "refused"}},
+		},
+		Channels: []api.ChannelLag{}, RecentErrors: []api.StatusError{},
+	}
+
 	cannedPeers = []api.Peer{
 		{ID: peerB, Name: "Daeil Parts", Addrs: []string{"/ip4/10.0.0.2/tcp/4801"}, LatencyMs: 3.25, Channels: []string{chanID}},
 	}
@@ -91,6 +102,7 @@ func newFakeDaemon(t *testing.T) *fakeDaemon {
 		return func(w http.ResponseWriter, r *http.Request) { writeJSON(w, v) }
 	}
 	mux.HandleFunc("GET /v1/id", ok(cannedID))
+	mux.HandleFunc("GET /v1/status", ok(cannedStatus))
 	mux.HandleFunc("GET /v1/peers", ok(cannedPeers))
 	mux.HandleFunc("GET /v1/partners", ok(cannedPartners))
 	mux.HandleFunc("POST /v1/partners", ok(nil))

@@ -5,7 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,7 +19,12 @@ import (
 // A small internet in network namespaces: a bridge "internet" with public-
 // like addresses from 198.51.100.0/24, a relay company R on it, and
 // companies A and B each behind its own router that masquerades its LAN
-// (subnets of 203.0.113.0/24) onto the internet. Real daemons run in each
+// (subnets of 203.0.113.0/24) onto the internet. A's NAT, and B's in the
+// "cone" case, is nftables masquerade: the LAN's source port is kept
+// where it is free, whatever the destination, but only replies from the
+// address and port a mapping was made for come in, a port-restricted cone
+// (nftables offers no full cone). B's in the "symmetric" case is
+// masquerade random, a new port for every flow. Real daemons run in each
 // namespace; every address stays inside the namespaces the test makes,
 // and it removes them at the end, failed or not.
 //
@@ -35,7 +43,8 @@ type netLab struct {
 }
 
 // newNetLab checks that the test can build namespaces, and removes them
-// all when the test ends.
+// all when the test ends. It first removes those that earlier test
+// processes, killed or timed out, left behind (removeStaleSpaces).
 func newNetLab(t *testing.T) *netLab {
 	t.Helper()
 	need := "network namespaces need root and Debian's iproute2 and nftables (.ci/run installs them)"
@@ -47,7 +56,8 @@ func newNetLab(t *testing.T) *netLab {
 			skipOrFail(t, tool+" not found: "+need)
 		}
 	}
-	l := &netLab{t: t, prefix: fmt.Sprintf("ss%d", os.Getpid()%100000)}
+	removeStaleSpaces(t)
+	l := &netLab{t: t, prefix: fmt.Sprintf("ss%d", os.Getpid())}
 	probe := l.prefix + "-probe"
 	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
 		skipOrFail(t, fmt.Sprintf("cannot create a network namespace (%v: %s): %s", err, strings.TrimSpace(string(out)), need))
@@ -55,6 +65,106 @@ func newNetLab(t *testing.T) *netLab {
 	_ = exec.Command("ip", "netns", "del", probe).Run()
 	t.Cleanup(l.teardown)
 	return l
+}
+
+// labSpace is the name of a namespace of a lab: ss, the pid of the test
+// process that made it, a dash and the lab's own name.
+var labSpace = regexp.MustCompile(`^ss([0-9]+)-\S+`)
+
+// removeStaleSpaces removes the namespaces that test processes no longer
+// running left behind (a test killed, or timed out, never runs its
+// cleanup), and kills the daemons still running in them: a namespace with
+// a process in it outlives its name. Namespaces of a lab still running, in
+// another test process, are left alone.
+func removeStaleSpaces(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return // newNetLab's probe says why namespaces cannot be made
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		m := labSpace.FindStringSubmatch(strings.TrimSpace(line))
+		if m == nil {
+			continue
+		}
+		ns := m[0] // "ss123-inet (id: 4)" lists the name first
+		pid, err := strconv.Atoi(m[1])
+		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		if pids, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
+			for _, f := range strings.Fields(string(pids)) {
+				if p, err := strconv.Atoi(f); err == nil {
+					_ = syscall.Kill(p, syscall.SIGKILL)
+				}
+			}
+		}
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			t.Logf("removing stale namespace %s: %v: %s", ns, err, strings.TrimSpace(string(out)))
+			continue
+		}
+		t.Logf("removed stale namespace %s (its test process %d is gone)", ns, pid)
+	}
+}
+
+// TestStaleSpacesRemoved: a lab's namespace whose test process is gone is
+// removed, and what still runs in it is killed; the namespace of a
+// process still running stays.
+func TestStaleSpacesRemoved(t *testing.T) {
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "not root: network namespaces need root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		skipOrFail(t, "ip not found: .ci/run installs Debian's iproute2")
+	}
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	running := exec.Command("sleep", "60")
+	if err := running.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = running.Process.Kill(); _ = running.Wait() }()
+	stale := fmt.Sprintf("ss%d-stale", gone.Process.Pid)
+	live := fmt.Sprintf("ss%d-live", running.Process.Pid)
+	for _, ns := range []string{stale, live} {
+		if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+			skipOrFail(t, fmt.Sprintf("cannot create a network namespace (%v: %s)", err, strings.TrimSpace(string(out))))
+		}
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	}
+	left := exec.Command("ip", "netns", "exec", stale, "sleep", "60") // a daemon left behind
+	if err := left.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitWithin(t, 5*time.Second, "the leftover process in "+stale, func() bool {
+		out, _ := exec.Command("ip", "netns", "pids", stale).Output()
+		return strings.TrimSpace(string(out)) != ""
+	})
+	exited := make(chan error, 1)
+	go func() { exited <- left.Wait() }()
+
+	removeStaleSpaces(t)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		_ = left.Process.Kill()
+		t.Fatalf("the process left in %s still runs", stale)
+	}
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			names[f[0]] = true
+		}
+	}
+	if names[stale] || !names[live] {
+		t.Fatalf("after removeStaleSpaces: %s there %v (want not), %s there %v (want there)", stale, names[stale], live, names[live])
+	}
 }
 
 // skipOrFail skips the test, or fails it in CI, which must run it.
@@ -112,8 +222,9 @@ func (l *netLab) wire(inet, ns, dev, addr string) {
 
 // company builds a company's router and server namespaces: the router on
 // the internet at wan, with address gw on the company's LAN (a /28), which
-// it masquerades (randomly, for a symmetric NAT) onto the internet, and the
-// server at host on that LAN. It returns the server's namespace.
+// it masquerades onto the internet (a port-restricted cone, or randomly,
+// for a symmetric NAT), and the server at host on that LAN. It returns the
+// server's namespace.
 func (l *netLab) company(inet, name, wan, gw, host string, symmetric bool) string {
 	l.t.Helper()
 	rt := l.space(name + "-rt")
@@ -219,9 +330,9 @@ func (d *daemon) headOf(ch, author string) uint64 {
 
 // TestInternet runs the scenarios of a small internet: A and B behind
 // their NATs join a channel by invite code through R, records flow both
-// ways through R, with B behind a cone NAT and then a symmetric one, a
-// catch-up of 10,000 records through R completes, and B's address changes
-// without a new invite. It prints a line per scenario.
+// ways through R, with B behind a port-restricted cone NAT and then a
+// symmetric one, a catch-up of 10,000 records through R completes, and B's
+// address changes without a new invite. It prints a line per scenario.
 func TestInternet(t *testing.T) {
 	bin := buildBinary(t) // skips with -short
 	for _, nat := range []string{"cone", "symmetric"} {
@@ -238,7 +349,7 @@ func internetScenario(t *testing.T, bin string, symmetric bool) {
 	lab.wire(inet, rns, "eth0", "198.51.100.10/24")
 	ans := lab.company(inet, "a", "198.51.100.20", "203.0.113.1", "203.0.113.2", false)
 	bns := lab.company(inet, "b", "198.51.100.30", "203.0.113.17", "203.0.113.18", symmetric)
-	natB := "cone"
+	natB := "port-restricted cone"
 	if symmetric {
 		natB = "symmetric"
 	}
