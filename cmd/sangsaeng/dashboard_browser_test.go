@@ -170,9 +170,24 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Fatalf("the menu is not in English: %q", got)
 	}
 	shot("channel-en")
-	run("reload", chromedp.Navigate(base+"/#/"), visible("#channels"))
+	// A reload starts the page anew (a new document, its script run
+	// again): what it remembers comes from localStorage alone.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.notReloaded = true`)); err != nil {
+		t.Fatal(err)
+	}
+	run("reload", chromedp.Reload(), drawnIn("en"), visible("#stream"))
+	if fresh, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.notReloaded === undefined`)); err != nil || !fresh {
+		t.Fatalf("the page was not reloaded: %v", err)
+	}
+	if got := textOf("nav"); !strings.Contains(got, "Overview") || !strings.Contains(got, "Import") {
+		t.Fatalf("after a reload the menu is not in English: %q", got)
+	}
+	if got := textOf("#view h1"); !strings.HasPrefix(got, "Channel: ") {
+		t.Fatalf("after a reload the channel view is not in English: %q", got)
+	}
+	run("overview in English", chromedp.Navigate(base+"/#/"), drawnIn("en"), visible("#channels"))
 	if got := textOf("#view"); !strings.Contains(got, "This node") || !strings.Contains(got, "in sync") {
-		t.Fatalf("after a reload the overview is not in English:\n%s", got)
+		t.Fatalf("the overview is not in English:\n%s", got)
 	}
 	shot("overview-en")
 
