@@ -10,7 +10,7 @@ const $ = (id) => document.getElementById(id);
 let lang = localStorage.getItem("sangsaeng-lang") === "en" ? "en" : "ko";
 let key = localStorage.getItem("sangsaeng-key") || "";
 // withKey adds the session key to the URL of a GET the page cannot add a
-// header to (EventSource, a download link, an image).
+// header to (EventSource, a download link).
 const withKey = (u) => u + (u.includes("?") ? "&" : "?") + "key=" + encodeURIComponent(key);
 let stream = null; // the EventSource of the channel view
 const names = {}; // peer ID → company name
@@ -74,7 +74,7 @@ async function api(path, opts = {}) {
     throw new APIError(r.status, e.message || r.statusText);
   }
   if (r.status === 204) return null;
-  return r.json();
+  return opts.raw ? r.blob() : r.json();
 }
 function showError(e) { $("error").textContent = e ? (e.message || String(e)) : ""; }
 
@@ -230,7 +230,26 @@ async function invite(ch, peer, out) {
   put(out,
     el("p", {}, ...t("invite.code", "\u0000").split("\u0000").flatMap((s, i) => (i ? [el("code", {}, "sangsaeng channel join"), s] : [s]))),
     el("textarea", { class: "code", readonly: true, id: "invite-code", "aria-label": t("invite.code", "") }, inv.code),
-    el("img", { class: "qr", alt: t("invite.qr"), src: withKey("/v1/qr?text=" + encodeURIComponent(inv.code)) }));
+    el("div", { id: "invite-qr" }, el("p", { class: "muted" }, t("loading"))));
+  // The QR code comes as an image, or as the node's reason it will not
+  // draw one (a code over its limit), which the view shows in its place.
+  try {
+    const png = await api("/v1/qr?text=" + encodeURIComponent(inv.code), { raw: true });
+    put($("invite-qr"), el("img", { class: "qr", alt: t("invite.qr"), src: await dataURL(png) }));
+  } catch (e) {
+    put($("invite-qr"), el("p", { class: "bad", id: "qr-error" }, t("invite.qrRefused", e.message)));
+  }
+}
+
+// dataURL reads a blob as a data: URL (the page's CSP allows data:
+// images, not blob: ones).
+function dataURL(blob) {
+  return new Promise((ok, fail) => {
+    const r = new FileReader();
+    r.onload = () => ok(r.result);
+    r.onerror = () => fail(r.error);
+    r.readAsDataURL(blob);
+  });
 }
 
 async function removeMember(ch, id) {

@@ -162,6 +162,10 @@ func TestDashboardBrowser(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector("img.qr").complete && document.querySelector("img.qr").naturalWidth > 0`, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
 		t.Fatalf("the invite's QR code did not load: %v", err)
 	}
+	// At its own size, so that every module is as many pixels as the next.
+	if sizes, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`(i => [i.naturalWidth, i.width])(document.querySelector("img.qr"))`)); err != nil || len(sizes) != 2 || sizes[0] != sizes[1] {
+		t.Fatalf("the QR code is shown at %v px (its own size, then the page's): %v", sizes, err)
+	}
 	shot("channel-ko")
 
 	// English, remembered.
