@@ -101,17 +101,22 @@ function translateStatic() {
 
 // ---- views -----------------------------------------------------------
 
-function syncText(ch) {
+// syncState is a channel's state of sync as lines of [text, class]: the
+// records it is catching up, each partner offline (since when) or whose
+// last sync failed; "in sync" only when every partner is online and
+// caught up.
+function syncState(ch) {
   const others = ch.partners || [];
-  if (others.length === 0) return [t("sync.alone"), "muted"];
-  const err = others.find((p) => p.error);
-  if (ch.lag > 0) return [t("sync.behind", num(ch.lag)), "warn"];
-  if (others.every((p) => !p.online)) {
-    const since = others.map((p) => p.offlineSince).filter(Boolean).sort().pop();
-    return [since ? t("sync.offlineSince", when(since)) : t("sync.offline"), "warn"];
+  if (others.length === 0) return [[t("sync.alone"), "muted"]];
+  const out = [];
+  if (ch.lag > 0) out.push([t("sync.behind", num(ch.lag)), "warn"]);
+  for (const p of others) {
+    if (p.name) names[p.id] = p.name;
+    if (!p.online) out.push([p.offlineSince ? t("sync.offlineSince", who(p.id), when(p.offlineSince)) : t("sync.offline", who(p.id)), "warn"]);
+    else if (p.error) out.push([t("sync.error", who(p.id), p.error), "bad"]);
   }
-  if (err) return [t("sync.error", err.error), "bad"];
-  return [t("sync.ok"), "ok"];
+  if (out.length === 0) out.push([t("sync.ok"), "ok"]);
+  return out;
 }
 
 // rejectedCounts reads the node's counters of refused records, by rule,
@@ -159,10 +164,9 @@ async function overview() {
         alerts.length ? el("ul", { id: "alerts" }, alerts) : el("p", { class: "ok", id: "alerts" }, t("alerts.none")))),
     el("h2", {}, t("channels")),
     table([t("channel"), { label: t("members"), cls: "num" }, { label: t("ownHead"), cls: "num" }, t("sync")],
-      st.channels.map((c) => {
-        const [text, cls] = syncText(c);
-        return el("tr", {}, td(el("a", { href: "#/channel/" + c.id }, c.name || short(c.id))), td(num(c.members), "num"), td(num(c.ownHead), "num"), td(text, cls));
-      }), { id: "channels" }),
+      st.channels.map((c) => el("tr", { "data-channel": c.id },
+        td(el("a", { href: "#/channel/" + c.id }, c.name || short(c.id))), td(num(c.members), "num"), td(num(c.ownHead), "num"),
+        td(syncState(c).map(([text, cls]) => el("div", { class: cls }, text))))), { id: "channels" }),
   );
 }
 

@@ -54,13 +54,10 @@ func TestDashboardBrowser(t *testing.T) {
 	var order api.Published
 	a.mustJSON(&order, "publish", "한빛-대성", "order", tempFile(t, "po.json", orderJSON))
 	b.waitRecord(order.CID)
-	// A third company, not started: only its peer ID, to invite.
-	c := &daemon{t: t, bin: bin, home: t.TempDir(), name: "C"}
-	out := c.mustRun("init", "--name", "C", "--api", "127.0.0.1:0")
-	var cid string
-	if _, err := fmt.Sscanf(out, "peer ID %s", &cid); err != nil {
-		t.Fatalf("init printed %q: %v", out, err)
-	}
+	// A third company, invited from the page: the channel then has two
+	// partners, one of which goes offline below.
+	c := startDaemon(t, bin, "세진소재")
+	cid := c.id
 
 	var link struct{ URL string }
 	a.mustJSON(&link, "dashboard", "--no-open")
@@ -122,6 +119,22 @@ func TestDashboardBrowser(t *testing.T) {
 	drawnIn := func(lang string) chromedp.Action[chromedp.Void] {
 		return chromedp.WaitReady(chromedp.CSS(`#view[data-lang="` + lang + `"]`))
 	}
+	// overviewUntil draws the overview again until its channels say what
+	// ok looks for.
+	overviewUntil := func(what string, ok func(channels string) bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			run(what, chromedp.Navigate(base+"/#/orders"), visible("#orders"), chromedp.Navigate(base+"/#/"), visible("#channels"))
+			if ok(textOf("#channels")) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the overview says\n%s", what, textOf("#view"))
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
 	upload := func(sel, file string) chromedp.Action[chromedp.Void] {
 		return chromedp.SetUploadFiles(chromedp.CSS(sel), []string{file})
 	}
@@ -159,6 +172,7 @@ func TestDashboardBrowser(t *testing.T) {
 	if !strings.HasPrefix(code, "ssinv1.") {
 		t.Fatalf("invite code shown: %q", code)
 	}
+	c.mustRun("channel", "join", code)
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector("img.qr").complete && document.querySelector("img.qr").naturalWidth > 0`, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
 		t.Fatalf("the invite's QR code did not load: %v", err)
 	}
@@ -189,8 +203,9 @@ func TestDashboardBrowser(t *testing.T) {
 	if got := textOf("#view h1"); !strings.HasPrefix(got, "Channel: ") {
 		t.Fatalf("after a reload the channel view is not in English: %q", got)
 	}
-	run("overview in English", chromedp.Navigate(base+"/#/"), drawnIn("en"), visible("#channels"))
-	if got := textOf("#view"); !strings.Contains(got, "This node") || !strings.Contains(got, "in sync") {
+	// Both partners online and caught up: in sync.
+	overviewUntil("overview in English, in sync", func(got string) bool { return strings.Contains(got, "in sync") })
+	if got := textOf("#view"); !strings.Contains(got, "This node") {
 		t.Fatalf("the overview is not in English:\n%s", got)
 	}
 	shot("overview-en")
@@ -244,19 +259,15 @@ func TestDashboardBrowser(t *testing.T) {
 	run("phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(base+"/#/"), visible("#channels"))
 	shot("overview-ko-phone")
 
-	// The partner goes offline: the overview says since when.
+	// One partner of two goes offline: the overview names it and says
+	// since when, while the other is online; the channel is not "in sync".
 	run("desktop again", chromedp.EmulateViewport(1366, 768))
 	b.stop()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		run("overview, partner offline", chromedp.Navigate(base+"/#/orders"), visible("#view"), chromedp.Navigate(base+"/#/"), visible("#channels"))
-		if got := textOf("#channels"); strings.Contains(got, "파트너 오프라인 (") && strings.Contains(got, "부터)") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the overview does not say since when the partner is offline:\n%s", textOf("#view"))
-		}
-		time.Sleep(500 * time.Millisecond)
+	overviewUntil("overview, one partner offline", func(got string) bool {
+		return strings.Contains(got, "대성정밀 ") && strings.Contains(got, " 오프라인 (") && strings.Contains(got, "부터)")
+	})
+	if got := textOf("#channels"); strings.Contains(got, "동기화됨") || strings.Contains(got, "세진소재") {
+		t.Fatalf("with one partner offline and one online, the channel says:\n%s", got)
 	}
 	shot("overview-ko-offline")
 
