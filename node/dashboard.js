@@ -299,20 +299,47 @@ async function recordView(c) {
   );
 }
 
+// lineState is where an order line is in its lifecycle, as an i18n key
+// (st.*) and a class.
+function lineState(o, l) {
+  if (l.status === "cancelled" || o.status === "cancelled") return ["st.cancelled", "muted"];
+  if (l.status === "rejected" || o.status === "rejected") return ["st.rejected", "bad"];
+  if (l.late) return ["st.late", "bad"];
+  if (Number(l.open) === 0) return ["st.done", "ok"];
+  if (Number(l.shipped) > 0) return ["st.partial", "warn"];
+  if (l.status === "accepted" || l.status === "changed") return ["st.confirmed", ""];
+  return ["st.open", ""];
+}
+const due = (l) => l.promised || l.requested || "";
+
+// ordersView lists every order line with its own lifecycle, late lines
+// first, then by due date.
 async function ordersView() {
   const orders = await api("/v1/orders");
   const rows = [];
   for (const o of orders) for (const l of o.lines || []) rows.push({ o, l });
-  rows.sort((a, b) => (b.l.late - a.l.late) || (a.l.promised || a.l.requested || "").localeCompare(b.l.promised || b.l.requested || ""));
+  const byNum = new Intl.Collator(undefined, { numeric: true }).compare;
+  rows.sort((a, b) => (b.l.late - a.l.late) || ((due(a.l) || "~").localeCompare(due(b.l) || "~")) ||
+    byNum(a.o.docId, b.o.docId) || byNum(a.l.lineId, b.l.lineId));
+  const qty = (v, cls) => td(v === undefined || v === "" ? "—" : num(v), "num" + (cls ? " " + cls : ""));
+  const heads = [t("order"), t("line"), t("part"), t("status"),
+    ...["ordered", "confirmed", "shipped", "received", "accepted", "rejected"].map((k) => ({ label: t(k), cls: "num" })),
+    t("inspected"), { label: t("open"), cls: "num" }, t("requested"), t("promised")];
   view(
     el("h1", {}, t("orders")),
     rows.length === 0 ? el("p", { class: "muted" }, t("orders.none")) :
-      table([t("order"), t("line"), t("part"), t("status"), { label: t("ordered"), cls: "num" }, { label: t("shipped"), cls: "num" }, { label: t("received"), cls: "num" }, { label: t("rejected"), cls: "num" }, { label: t("open"), cls: "num" }, t("requested"), t("promised")],
-        rows.map(({ o, l }) => el("tr", { class: l.late ? "late" : undefined },
+      table(heads, rows.map(({ o, l }) => {
+        const [st, cls] = lineState(o, l);
+        return el("tr", { class: l.late ? "late" : undefined, "data-order": o.docId, "data-line": l.lineId },
           td(el("a", { href: "#/record/" + o.cid }, o.docId)), td(l.lineId), td(l.part),
-          td(l.late ? t("late") : t("st." + (l.status === "rejected" || l.status === "cancelled" ? l.status : o.status)), l.late ? "bad" : ""),
-          td(num(l.ordered) + " " + l.unit, "num"), td(num(l.shipped), "num"), td(num(l.received), "num"), td(num(l.rejected), "num"), td(num(l.open), "num"),
-          td(day(l.requested)), td(day(l.promised)))), { id: "orders" }),
+          td([el("span", { class: cls }, (l.late ? "⚠ " : "") + t(st)),
+            l.status && l.status !== "cancelled" ? el("div", { class: "muted" }, t("answer", t("ans." + l.status))) : null]),
+          td(num(l.ordered) + " " + (l.unit || ""), "num"), qty(l.confirmed), qty(l.shipped), qty(l.received), qty(l.accepted), qty(l.rejected, Number(l.rejected) > 0 ? "bad" : ""),
+          td((l.inspections || []).map((i) => el("div", { class: i.result === "fail" ? "bad" : undefined }, el("a", { href: "#/record/" + i.cid }, i.lot), " " + t("qc." + i.result)))),
+          qty(l.open, Number(l.open) > 0 ? "strong" : ""),
+          td(day(l.requested)), td(day(l.promised), l.late && l.promised ? "bad" : ""));
+      }), { id: "orders" }),
+    rows.length ? el("p", { class: "muted" }, t("orders.units")) : null,
   );
 }
 

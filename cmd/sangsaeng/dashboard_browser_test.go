@@ -54,6 +54,41 @@ func TestDashboardBrowser(t *testing.T) {
 	var order api.Published
 	a.mustJSON(&order, "publish", "한빛-대성", "order", tempFile(t, "po.json", orderJSON))
 	b.waitRecord(order.CID)
+	// An order of two lines, only the second of which is late: the
+	// seller confirms both (the second with less, for a date now past),
+	// ships part of the first, which the buyer receives, rejecting some,
+	// and inspects its lot.
+	day := func(d int) string { return time.Now().AddDate(0, 0, d).Format(time.DateOnly) }
+	at := time.Now().Add(-72 * time.Hour).Format(time.RFC3339)
+	var po2 api.Published
+	a.mustJSON(&po2, "publish", "한빛-대성", "order", tempFile(t, "po2.json", `{"docId": "PO-HB-2612-002", "docVersion": 1, "issuedAt": "`+at+`",
+	  "buyer": {"scheme": "kr-brn", "id": "1388101230", "name": "한빛모터스"}, "seller": {"scheme": "kr-brn", "id": "3128600455", "name": "대성정밀"},
+	  "lines": [{"lineId": "10", "item": {"buyerPartNo": "58101-3X100"}, "quantity": {"value": "500", "unit": "H87"}, "requestedDelivery": {"date": "`+day(30)+`"}},
+	            {"lineId": "20", "item": {"buyerPartNo": "58101-3X200"}, "quantity": {"value": "300", "unit": "H87"}, "requestedDelivery": {"date": "`+day(-3)+`"}}]}`))
+	party := `"seller": {"scheme": "kr-brn", "id": "3128600455", "name": "대성정밀"}, "buyer": {"scheme": "kr-brn", "id": "1388101230", "name": "한빛모터스"}`
+	var lifecycle []api.Published
+	for _, p := range []struct {
+		d          *daemon
+		kind, body string
+	}{
+		{b, "order-response", `{"docId": "OR-DS-002", "docVersion": 1, "issuedAt": "` + at + `", "orderRef": {"docId": "PO-HB-2612-002"}, ` + party + `, "responseCode": "changed", "lines": [
+		  {"lineId": "10", "lineStatus": "accepted", "confirmedDeliveryDate": "` + day(20) + `"},
+		  {"lineId": "20", "lineStatus": "changed", "confirmedQuantity": {"value": "250", "unit": "H87"}, "confirmedDeliveryDate": "` + day(-2) + `"}]}`},
+		{b, "despatch-advice", `{"docId": "DN-DS-002", "docVersion": 1, "issuedAt": "` + at + `", "despatchedAt": "` + at + `", ` + party + `, "lines": [
+		  {"lineId": "1", "orderRef": {"docId": "PO-HB-2612-002", "lineId": "10"}, "item": {"buyerPartNo": "58101-3X100"}, "quantity": {"value": "100", "unit": "H87"}, "lotIds": ["L-77"]}]}`},
+		{b, "quality-inspection", `{"docId": "QI-DS-077", "docVersion": 1, "inspectedAt": "` + at + `", "inspector": {"scheme": "kr-brn", "id": "3128600455", "name": "대성정밀"},
+		  "inspectionType": "outgoing", "item": {"buyerPartNo": "58101-3X100"}, "lotId": "L-77", "sampleSize": 5, "result": "pass"}`},
+		{a, "receipt", `{"docId": "GR-HB-002", "docVersion": 1, "issuedAt": "` + at + `", "receivedAt": "` + at + `", ` + party + `, "despatchRef": {"docId": "DN-DS-002"}, "lines": [
+		  {"lineId": "1", "item": {"buyerPartNo": "58101-3X100"}, "quantityReceived": {"value": "100", "unit": "H87"}, "quantityAccepted": {"value": "95", "unit": "H87"}, "quantityRejected": {"value": "5", "unit": "H87"}, "rejectReason": "burr"}]}`},
+	} {
+		var pub api.Published
+		p.d.mustJSON(&pub, "publish", "한빛-대성", p.kind, tempFile(t, p.kind+".json", p.body))
+		lifecycle = append(lifecycle, pub)
+	}
+	for _, p := range lifecycle {
+		a.waitRecord(p.CID)
+	}
+
 	// A third company, invited from the page: the channel then has two
 	// partners, one of which goes offline below.
 	c := startDaemon(t, bin, "세진소재")
@@ -219,6 +254,42 @@ func TestDashboardBrowser(t *testing.T) {
 	run("orders", chromedp.Navigate(base+"/#/orders"), visible("#orders"))
 	if got := textOf("#orders"); !strings.Contains(got, "PO-HB-2611-001") || !strings.Contains(got, "2,400") {
 		t.Fatalf("orders view:\n%s", got)
+	}
+	// Each line with its own lifecycle; late lines first.
+	type orderRow struct {
+		Order, Line string
+		Late        bool
+		Cells       []string
+	}
+	rows, err := chromedp.Run(ctx, chromedp.Evaluate[[]orderRow](`[...document.querySelectorAll("#orders tbody tr")].map((tr) =>
+		({Order: tr.dataset.order, Line: tr.dataset.line, Late: tr.classList.contains("late"), Cells: [...tr.cells].map((c) => c.innerText.trim())}))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at10, at20 := -1, -1
+	for i, r := range rows {
+		if i > 0 && r.Late && !rows[i-1].Late {
+			t.Errorf("orders: a late line (%s/%s) after one that is not", r.Order, r.Line)
+		}
+		if r.Order == "PO-HB-2612-002" && r.Line == "10" {
+			at10 = i
+		}
+		if r.Order == "PO-HB-2612-002" && r.Line == "20" {
+			at20 = i
+		}
+	}
+	if at10 < 0 || at20 < 0 || at20 > at10 || !rows[at20].Late || rows[at10].Late {
+		t.Fatalf("orders: want PO-HB-2612-002 line 20 (late) before line 10 (not late):\n%+v", rows)
+	}
+	// Order, line, part, status, ordered, confirmed, shipped, received,
+	// accepted, rejected, inspected, open, requested, promised.
+	l10, l20 := rows[at10].Cells, rows[at20].Cells
+	if len(l10) != 14 || !strings.Contains(l10[3], "partly shipped") || !strings.Contains(l10[3], "seller: accepted") || l10[4] != "500 H87" || l10[6] != "100" ||
+		l10[7] != "100" || l10[8] != "95" || l10[9] != "5" || l10[10] != "L-77 pass" || l10[11] != "405" || l10[12] == "" || l10[13] == "" {
+		t.Errorf("orders: line 10 shows %q", l10)
+	}
+	if len(l20) != 14 || !strings.Contains(l20[3], "late") || !strings.Contains(l20[3], "seller: changed") || l20[5] != "250" || l20[6] != "0" || l20[11] != "250" {
+		t.Errorf("orders: line 20 shows %q", l20)
 	}
 	shot("orders-en")
 
