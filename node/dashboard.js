@@ -27,11 +27,19 @@ function num(v) {
   if (typeof v === "string" && !/^-?\d+(\.\d+)?$/.test(v)) return v;
   return new Intl.NumberFormat(locale(), { maximumFractionDigits: 20 }).format(v);
 }
-function when(v) {
+// when formats a time in the chosen locale, in the browser's time zone;
+// with ownZone, in the offset the text gives (a document's 09:00+09:00
+// stays 09:00), where the browser knows offset time zones.
+function when(v, ownZone) {
   if (!v) return "";
   const d = new Date(v);
   if (isNaN(d)) return String(v);
-  return new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeStyle: "medium" }).format(d);
+  const opts = { dateStyle: "medium", timeStyle: "medium" };
+  const z = ownZone && String(v).match(/(Z|[+-]\d{2}:\d{2})$/);
+  if (z) {
+    try { return new Intl.DateTimeFormat(locale(), { ...opts, timeZone: z[1] === "Z" ? "UTC" : z[1] }).format(d); } catch (_) { /* an older browser: its own zone */ }
+  }
+  return new Intl.DateTimeFormat(locale(), opts).format(d);
 }
 function day(v) {
   if (!v) return "";
@@ -267,7 +275,13 @@ async function removeMember(ch, id) {
 
 // fields renders a record body as a read-only form: names and values,
 // nested objects and lists indented.
+// Dates and times (ISO 8601, as the schemas write them) are shown in the
+// chosen locale, the text as written in their title.
+const isoDay = /^\d{4}-\d{2}-\d{2}$/;
+const isoTime = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
 function fields(v) {
+  if (typeof v === "string" && isoDay.test(v)) return el("time", { datetime: v, title: v }, day(v));
+  if (typeof v === "string" && isoTime.test(v)) return el("time", { datetime: v, title: v }, when(v, true));
   if (v === null || typeof v !== "object") return document.createTextNode(typeof v === "number" ? num(v) : String(v));
   const dl = el("dl", { class: "fields" });
   for (const [k, x] of Object.entries(v)) dl.append(el("dt", {}, Array.isArray(v) ? "#" + (Number(k) + 1) : k), el("dd", {}, fields(x)));
@@ -286,7 +300,7 @@ async function recordView(c) {
       el("dt", {}, t("author")), el("dd", {}, who(r.author)),
       el("dt", {}, t("channel")), el("dd", {}, el("a", { href: "#/channel/" + r.channel, class: "mono" }, short(r.channel))),
       el("dt", {}, t("seq")), el("dd", {}, num(r.seq)),
-      el("dt", {}, t("time")), el("dd", {}, when(r.time)),
+      el("dt", {}, t("time")), el("dd", {}, el("time", { id: "rec-time", datetime: r.time, title: r.time }, when(r.time))),
       el("dt", {}, t("prev")), el("dd", {}, r.prev ? el("a", { href: "#/record/" + r.prev, class: "mono" }, short(r.prev)) : "—")),
     el("h2", {}, t("fields")), fields(body),
     el("h2", {}, t("links")),

@@ -250,6 +250,13 @@ func TestDashboardBrowser(t *testing.T) {
 	if got := textOf("#view"); !strings.Contains(got, "PO-HB-2611-001") || !strings.Contains(got, "signature, CID, schema") {
 		t.Fatalf("record view:\n%s", got)
 	}
+	// Dates in the chosen locale: the record's time, and a time in its
+	// body in the offset the document gives.
+	issued := `dl.fields time[datetime="2026-11-23T09:00:00+09:00"]`
+	enTime, enIssued := textOf("#rec-time"), textOf(issued)
+	if enIssued != "23 Nov 2026, 09:00:00" || !strings.Contains(enTime, time.Now().Format("2006")) || strings.Contains(enTime, "T") {
+		t.Fatalf("record view in English: time %q, issuedAt %q", enTime, enIssued)
+	}
 	shot("record-en")
 	run("orders", chromedp.Navigate(base+"/#/orders"), visible("#orders"))
 	if got := textOf("#orders"); !strings.Contains(got, "PO-HB-2611-001") || !strings.Contains(got, "2,400") {
@@ -324,6 +331,9 @@ func TestDashboardBrowser(t *testing.T) {
 	shot("import-en")
 	run("Korean again", click("#lang"), drawnIn("ko"))
 	run("record in Korean", chromedp.Navigate(base+"/#/record/"+order.CID), visible("#check .ok"))
+	if koTime, koIssued := textOf("#rec-time"), textOf(issued); koIssued != "2026. 11. 23. 오전 9:00:00" || koTime == enTime || !strings.Contains(koTime, "오") {
+		t.Fatalf("record view in Korean: time %q (in English %q), issuedAt %q", koTime, enTime, koIssued)
+	}
 	shot("record-ko")
 	run("orders in Korean", chromedp.Navigate(base+"/#/orders"), visible("#orders"))
 	shot("orders-ko")
