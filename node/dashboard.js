@@ -208,7 +208,7 @@ async function channelView(id) {
     return el("tr", {},
       td(who(id)), td(admins.has(id) ? t("admin") : t("member")), td(num((ch.heads || {})[id] || 0), "num"),
       td((ch.flagged || []).includes(id) ? t("flagged") : "", "flag"),
-      td(admins.has(id) ? "" : el("button", { type: "button", class: "danger", onclick: () => removeMember(ch, id) }, t("remove"))));
+      td(admins.has(id) ? "" : el("button", { type: "button", class: "danger", "data-peer": id, onclick: () => removeMember(ch, id) }, t("remove"))));
   });
   const status = el("span", { class: "muted", id: "stream-state", role: "status", "aria-live": "polite" }, "");
   view(

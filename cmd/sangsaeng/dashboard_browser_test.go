@@ -7,11 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/sangsaeng/sangsaeng/node/api"
@@ -92,7 +94,14 @@ func TestDashboardBrowser(t *testing.T) {
 	// A third company, invited from the page: the channel then has two
 	// partners, one of which goes offline below.
 	c := startDaemon(t, bin, "세진소재")
-	cid := c.id
+	// A fourth, not started: only its peer ID, for the requests below
+	// that invite it.
+	d := &daemon{t: t, bin: bin, home: t.TempDir(), name: "D"}
+	out := d.mustRun("init", "--name", "D", "--api", "127.0.0.1:0")
+	var did string
+	if _, err := fmt.Sscanf(out, "peer ID %s", &did); err != nil {
+		t.Fatalf("init printed %q: %v", out, err)
+	}
 
 	var link struct{ URL string }
 	a.mustJSON(&link, "dashboard", "--no-open")
@@ -116,6 +125,23 @@ func TestDashboardBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("starting %s: %v", chrome, err)
 	}
+	// The page asks before it removes a member or publishes (confirm):
+	// accept, and keep what it asked.
+	dialogs := make(chan string, 8)
+	go func() {
+		for ev, err := range chromedp.Events(ctx, page.JavascriptDialogOpening) {
+			if err != nil {
+				return
+			}
+			if _, err := chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true}); err != nil {
+				return
+			}
+			select {
+			case dialogs <- ev.Message:
+			default:
+			}
+		}
+	}()
 	shot := func(name string) {
 		t.Helper()
 		if err := chromedp.Do(ctx, chromedp.Sleep(300*time.Millisecond)); err != nil {
@@ -198,7 +224,7 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Fatalf("the live row lacks the record's text:\n%s", got)
 	}
 	// Invite a partner: the code as text and as a QR code.
-	run("invite", chromedp.SendKeys(chromedp.CSS("#invite-peer"), cid), click("#invite-do"),
+	run("invite", chromedp.SendKeys(chromedp.CSS("#invite-peer"), c.id), click("#invite-do"),
 		visible("#invite-code"), visible("img.qr"))
 	code, err := chromedp.Run(ctx, chromedp.Value(chromedp.CSS("#invite-code")))
 	if err != nil {
@@ -258,6 +284,21 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Fatalf("record view in English: time %q, issuedAt %q", enTime, enIssued)
 	}
 	shot("record-en")
+	// Its two downloads, with the page's session.
+	type download struct {
+		Status int
+		Type   string
+		Bytes  int
+	}
+	dls, err := chromedp.Run(ctx, chromedp.Evaluate[[]download](`Promise.all(["#dl-env", "#dl-car"].map((s) => fetch(document.querySelector(s).href)
+		.then(async (r) => ({Status: r.status, Type: r.headers.get("content-type"), Bytes: (await r.arrayBuffer()).byteLength}))))`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 2 || dls[0].Status != http.StatusOK || dls[0].Type != "application/octet-stream" || dls[0].Bytes == 0 ||
+		dls[1].Status != http.StatusOK || dls[1].Type != "application/vnd.ipld.car" || dls[1].Bytes <= dls[0].Bytes {
+		t.Fatalf("the record's downloads (envelope, CAR): %+v", dls)
+	}
 	run("orders", chromedp.Navigate(base+"/#/orders"), visible("#orders"))
 	if got := textOf("#orders"); !strings.Contains(got, "PO-HB-2611-001") || !strings.Contains(got, "2,400") {
 		t.Fatalf("orders view:\n%s", got)
@@ -352,6 +393,29 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	shot("overview-ko-offline")
 
+	// Remove a member from the page: it asks first, then the member is
+	// gone from the channel.
+	member := fmt.Sprintf(`#members button[data-peer="%s"]`, c.id)
+	run("channel view, to remove a member", chromedp.Navigate(base+"/#/channel/"+ch.ID), visible(member))
+	run("remove a member", click(member), chromedp.WaitNotPresent(chromedp.CSS(member)), visible("#members"))
+	select {
+	case msg := <-dialogs:
+		if !strings.Contains(msg, "세진소재") || !strings.Contains(msg, "제거할까요") {
+			t.Fatalf("the page asked %q before removing 세진소재", msg)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the page removed a member without asking")
+	}
+	if got := textOf("#members"); strings.Contains(got, "세진소재") || !strings.Contains(got, "대성정밀") {
+		t.Fatalf("members after removing 세진소재:\n%s", got)
+	}
+	var after api.Channel
+	a.mustJSON(&after, "channel", "show", "한빛-대성")
+	if _, removed := after.Removed[c.id]; slices.Contains(after.Members, c.id) || !removed {
+		t.Fatalf("after removing 세진소재: members %v, removed %v", after.Members, after.Removed)
+	}
+	shot("channel-ko-removed")
+
 	// Refusals. From the page: a request without the session.
 	status, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch("/v1/status", {credentials: "omit"}).then(r => r.status)`, chromedp.EvalAwaitPromise))
 	if err != nil {
@@ -385,7 +449,7 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	call := func(method, path string, hdr map[string]string) int {
 		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(`{"peer": "`+cid+`"}`))
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(`{"peer": "`+did+`"}`))
 		req.Header.Set("Content-Type", "application/json")
 		for k, v := range hdr {
 			if k == "Host" {
