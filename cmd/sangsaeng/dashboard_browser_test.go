@@ -378,8 +378,26 @@ func TestDashboardBrowser(t *testing.T) {
 	shot("record-ko")
 	run("orders in Korean", chromedp.Navigate(base+"/#/orders"), visible("#orders"))
 	shot("orders-ko")
-	run("phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(base+"/#/"), visible("#channels"))
-	shot("overview-ko-phone")
+	// A phone: every view fits its width (wide tables scroll in their
+	// own box), with an invite's QR code and an import's errors shown.
+	run("phone", chromedp.EmulateViewport(390, 844))
+	for _, v := range []struct {
+		name, path string
+		steps      []chromedp.Action[chromedp.Void]
+	}{
+		{"overview", "/#/", []chromedp.Action[chromedp.Void]{visible("#channels")}},
+		{"channel", "/#/channel/" + ch.ID, []chromedp.Action[chromedp.Void]{visible("#stream"),
+			chromedp.SendKeys(chromedp.CSS("#invite-peer"), c.id), click("#invite-do"), visible("img.qr")}},
+		{"record", "/#/record/" + order.CID, []chromedp.Action[chromedp.Void]{visible("#check .ok")}},
+		{"orders", "/#/orders", []chromedp.Action[chromedp.Void]{visible("#orders")}},
+		{"import", "/#/import", []chromedp.Action[chromedp.Void]{visible("#imp-file"), upload("#imp-file", csv), click("#imp-check"), visible("#imp-errors")}},
+	} {
+		run(v.name+" on a phone", append([]chromedp.Action[chromedp.Void]{chromedp.Navigate(base + v.path)}, v.steps...)...)
+		if w, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`[document.documentElement.scrollWidth, window.innerWidth]`)); err != nil || len(w) != 2 || w[0] > w[1] {
+			t.Errorf("the %s view on a phone is %v px wide (page, window): %v", v.name, w, err)
+		}
+		shot(v.name + "-ko-phone")
+	}
 
 	// One partner of two goes offline: the overview names it and says
 	// since when, while the other is online; the channel is not "in sync".
