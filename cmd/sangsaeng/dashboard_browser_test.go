@@ -21,12 +21,16 @@ import (
 
 // TestDashboardBrowser drives the dashboard of a real daemon in Debian's
 // chromium, headless: sign in with the one-time link `sangsaeng dashboard`
-// prints, watch a record a partner publishes appear live, switch to
-// English, import a CSV with one bad row and see the error, and check that
-// a request without the session, or with the session from a foreign
-// Origin, is refused. It writes a screenshot of each view, in Korean and
-// English, to $SANGSAENG_SCREENSHOTS (default: a folder under the temp
-// dir, which it names).
+// prints, watch a record a partner publishes appear live, invite a third
+// company that joins with the code shown, switch to English and reload,
+// see each order line's lifecycle (late lines first), dates in each
+// locale, download a record's envelope and CAR, import a CSV with one bad
+// row and see the error, fit every view on a phone, see one partner of two
+// offline, remove a member, and check that a request without the session,
+// or with the session from a foreign Origin, is refused. It writes a
+// screenshot of each view, in Korean and English, to
+// $SANGSAENG_SCREENSHOTS (default: sangsaeng-dashboard-screenshots in the
+// temp dir), and names the folder in its log.
 func TestDashboardBrowser(t *testing.T) {
 	bin := buildBinary(t) // skips with -short
 	chrome := ""
