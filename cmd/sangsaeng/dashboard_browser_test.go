@@ -22,7 +22,8 @@ import (
 // TestDashboardBrowser drives the dashboard of a real daemon in Debian's
 // chromium, headless: sign in with the one-time link `sangsaeng dashboard`
 // prints, watch a record a partner publishes appear live, invite a third
-// company that joins with the code shown, switch to English and reload,
+// company that joins with the code shown (and see a code too long for a
+// QR code refused in the view), switch to English and reload,
 // see each order line's lifecycle (late lines first), dates in each
 // locale, download a record's envelope and CAR, import a CSV with one bad
 // row and see the error, fit every view on a phone, see one partner of two
@@ -246,6 +247,22 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Fatalf("the QR code is shown at %v px (its own size, then the page's): %v", sizes, err)
 	}
 	shot("channel-ko")
+	// A code over the QR code's limit (the page's invite answered by a
+	// stand-in, the QR code by the node): the node's reason in the
+	// image's place, the code still there to copy.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.realFetch = window.fetch;
+		window.fetch = (u, o) => String(u).endsWith("/invite") ? Promise.resolve(new Response(JSON.stringify({code: "ssinv1." + "A".repeat(3000)}),
+			{status: 200, headers: {"Content-Type": "application/json"}})) : window.realFetch(u, o); true`)); err != nil {
+		t.Fatal(err)
+	}
+	run("an invite code too long for a QR code", click("#invite-do"), visible("#qr-error"))
+	if got := textOf("#invite-out"); !strings.Contains(got, "QR 코드를 만들 수 없습니다") || !strings.Contains(got, "give 1 to 2048 bytes") {
+		t.Fatalf("a code over the QR limit shows:\n%s", got)
+	}
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`window.fetch = window.realFetch; document.querySelectorAll("#invite-out img").length`)); err != nil || n != 0 {
+		t.Fatalf("a code over the QR limit shows %d images: %v", n, err)
+	}
+	shot("channel-ko-qr-refused")
 
 	// English, remembered.
 	run("switch to English", click("#lang"), drawnIn("en"), visible("#stream"))
