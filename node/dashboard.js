@@ -10,7 +10,7 @@ const $ = (id) => document.getElementById(id);
 let lang = localStorage.getItem("sangsaeng-lang") === "en" ? "en" : "ko";
 let key = localStorage.getItem("sangsaeng-key") || "";
 // withKey adds the session key to the URL of a GET the page cannot add a
-// header to (EventSource, a download link, an image).
+// header to (EventSource, a download link).
 const withKey = (u) => u + (u.includes("?") ? "&" : "?") + "key=" + encodeURIComponent(key);
 let stream = null; // the EventSource of the channel view
 const names = {}; // peer ID → company name
@@ -27,11 +27,19 @@ function num(v) {
   if (typeof v === "string" && !/^-?\d+(\.\d+)?$/.test(v)) return v;
   return new Intl.NumberFormat(locale(), { maximumFractionDigits: 20 }).format(v);
 }
-function when(v) {
+// when formats a time in the chosen locale, in the browser's time zone;
+// with ownZone, in the offset the text gives (a document's 09:00+09:00
+// stays 09:00), where the browser knows offset time zones.
+function when(v, ownZone) {
   if (!v) return "";
   const d = new Date(v);
   if (isNaN(d)) return String(v);
-  return new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeStyle: "medium" }).format(d);
+  const opts = { dateStyle: "medium", timeStyle: "medium" };
+  const z = ownZone && String(v).match(/(Z|[+-]\d{2}:\d{2})$/);
+  if (z) {
+    try { return new Intl.DateTimeFormat(locale(), { ...opts, timeZone: z[1] === "Z" ? "UTC" : z[1] }).format(d); } catch (_) { /* an older browser: its own zone */ }
+  }
+  return new Intl.DateTimeFormat(locale(), opts).format(d);
 }
 function day(v) {
   if (!v) return "";
@@ -74,7 +82,7 @@ async function api(path, opts = {}) {
     throw new APIError(r.status, e.message || r.statusText);
   }
   if (r.status === 204) return null;
-  return r.json();
+  return opts.raw ? r.blob() : r.json();
 }
 function showError(e) { $("error").textContent = e ? (e.message || String(e)) : ""; }
 
@@ -101,17 +109,22 @@ function translateStatic() {
 
 // ---- views -----------------------------------------------------------
 
-function syncText(ch) {
+// syncState is a channel's state of sync as lines of [text, class]: the
+// records it is catching up, each partner offline (since when) or whose
+// last sync failed; "in sync" only when every partner is online and
+// caught up.
+function syncState(ch) {
   const others = ch.partners || [];
-  if (others.length === 0) return [t("sync.alone"), "muted"];
-  const err = others.find((p) => p.error);
-  if (ch.lag > 0) return [t("sync.behind", num(ch.lag)), "warn"];
-  if (others.every((p) => !p.online)) {
-    const since = others.map((p) => p.offlineSince).filter(Boolean).sort().pop();
-    return [since ? t("sync.offlineSince", when(since)) : t("sync.offline"), "warn"];
+  if (others.length === 0) return [[t("sync.alone"), "muted"]];
+  const out = [];
+  if (ch.lag > 0) out.push([t("sync.behind", num(ch.lag)), "warn"]);
+  for (const p of others) {
+    if (p.name) names[p.id] = p.name;
+    if (!p.online) out.push([p.offlineSince ? t("sync.offlineSince", who(p.id), when(p.offlineSince)) : t("sync.offline", who(p.id)), "warn"]);
+    else if (p.error) out.push([t("sync.error", who(p.id), p.error), "bad"]);
   }
-  if (err) return [t("sync.error", err.error), "bad"];
-  return [t("sync.ok"), "ok"];
+  if (out.length === 0) out.push([t("sync.ok"), "ok"]);
+  return out;
 }
 
 // rejectedCounts reads the node's counters of refused records, by rule,
@@ -159,10 +172,9 @@ async function overview() {
         alerts.length ? el("ul", { id: "alerts" }, alerts) : el("p", { class: "ok", id: "alerts" }, t("alerts.none")))),
     el("h2", {}, t("channels")),
     table([t("channel"), { label: t("members"), cls: "num" }, { label: t("ownHead"), cls: "num" }, t("sync")],
-      st.channels.map((c) => {
-        const [text, cls] = syncText(c);
-        return el("tr", {}, td(el("a", { href: "#/channel/" + c.id }, c.name || short(c.id))), td(num(c.members), "num"), td(num(c.ownHead), "num"), td(text, cls));
-      }), { id: "channels" }),
+      st.channels.map((c) => el("tr", { "data-channel": c.id },
+        td(el("a", { href: "#/channel/" + c.id }, c.name || short(c.id))), td(num(c.members), "num"), td(num(c.ownHead), "num"),
+        td(syncState(c).map(([text, cls]) => el("div", { class: cls }, text))))), { id: "channels" }),
   );
 }
 
@@ -196,7 +208,7 @@ async function channelView(id) {
     return el("tr", {},
       td(who(id)), td(admins.has(id) ? t("admin") : t("member")), td(num((ch.heads || {})[id] || 0), "num"),
       td((ch.flagged || []).includes(id) ? t("flagged") : "", "flag"),
-      td(admins.has(id) ? "" : el("button", { type: "button", class: "danger", onclick: () => removeMember(ch, id) }, t("remove"))));
+      td(admins.has(id) ? "" : el("button", { type: "button", class: "danger", "data-peer": id, onclick: () => removeMember(ch, id) }, t("remove"))));
   });
   const status = el("span", { class: "muted", id: "stream-state", role: "status", "aria-live": "polite" }, "");
   view(
@@ -230,7 +242,26 @@ async function invite(ch, peer, out) {
   put(out,
     el("p", {}, ...t("invite.code", "\u0000").split("\u0000").flatMap((s, i) => (i ? [el("code", {}, "sangsaeng channel join"), s] : [s]))),
     el("textarea", { class: "code", readonly: true, id: "invite-code", "aria-label": t("invite.code", "") }, inv.code),
-    el("img", { class: "qr", alt: t("invite.qr"), src: withKey("/v1/qr?text=" + encodeURIComponent(inv.code)) }));
+    el("div", { id: "invite-qr" }, el("p", { class: "muted" }, t("loading"))));
+  // The QR code comes as an image, or as the node's reason it will not
+  // draw one (a code over its limit), which the view shows in its place.
+  try {
+    const png = await api("/v1/qr?text=" + encodeURIComponent(inv.code), { raw: true });
+    put($("invite-qr"), el("img", { class: "qr", alt: t("invite.qr"), src: await dataURL(png) }));
+  } catch (e) {
+    put($("invite-qr"), el("p", { class: "bad", id: "qr-error" }, t("invite.qrRefused", e.message)));
+  }
+}
+
+// dataURL reads a blob as a data: URL (the page's CSP allows data:
+// images, not blob: ones).
+function dataURL(blob) {
+  return new Promise((ok, fail) => {
+    const r = new FileReader();
+    r.onload = () => ok(r.result);
+    r.onerror = () => fail(r.error);
+    r.readAsDataURL(blob);
+  });
 }
 
 async function removeMember(ch, id) {
@@ -244,7 +275,13 @@ async function removeMember(ch, id) {
 
 // fields renders a record body as a read-only form: names and values,
 // nested objects and lists indented.
+// Dates and times (ISO 8601, as the schemas write them) are shown in the
+// chosen locale, the text as written in their title.
+const isoDay = /^\d{4}-\d{2}-\d{2}$/;
+const isoTime = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
 function fields(v) {
+  if (typeof v === "string" && isoDay.test(v)) return el("time", { datetime: v, title: v }, day(v));
+  if (typeof v === "string" && isoTime.test(v)) return el("time", { datetime: v, title: v }, when(v, true));
   if (v === null || typeof v !== "object") return document.createTextNode(typeof v === "number" ? num(v) : String(v));
   const dl = el("dl", { class: "fields" });
   for (const [k, x] of Object.entries(v)) dl.append(el("dt", {}, Array.isArray(v) ? "#" + (Number(k) + 1) : k), el("dd", {}, fields(x)));
@@ -263,7 +300,7 @@ async function recordView(c) {
       el("dt", {}, t("author")), el("dd", {}, who(r.author)),
       el("dt", {}, t("channel")), el("dd", {}, el("a", { href: "#/channel/" + r.channel, class: "mono" }, short(r.channel))),
       el("dt", {}, t("seq")), el("dd", {}, num(r.seq)),
-      el("dt", {}, t("time")), el("dd", {}, when(r.time)),
+      el("dt", {}, t("time")), el("dd", {}, el("time", { id: "rec-time", datetime: r.time, title: r.time }, when(r.time))),
       el("dt", {}, t("prev")), el("dd", {}, r.prev ? el("a", { href: "#/record/" + r.prev, class: "mono" }, short(r.prev)) : "—")),
     el("h2", {}, t("fields")), fields(body),
     el("h2", {}, t("links")),
@@ -276,20 +313,47 @@ async function recordView(c) {
   );
 }
 
+// lineState is where an order line is in its lifecycle, as an i18n key
+// (st.*) and a class.
+function lineState(o, l) {
+  if (l.status === "cancelled" || o.status === "cancelled") return ["st.cancelled", "muted"];
+  if (l.status === "rejected" || o.status === "rejected") return ["st.rejected", "bad"];
+  if (l.late) return ["st.late", "bad"];
+  if (Number(l.open) === 0) return ["st.done", "ok"];
+  if (Number(l.shipped) > 0) return ["st.partial", "warn"];
+  if (l.status === "accepted" || l.status === "changed") return ["st.confirmed", ""];
+  return ["st.open", ""];
+}
+const due = (l) => l.promised || l.requested || "";
+
+// ordersView lists every order line with its own lifecycle, late lines
+// first, then by due date.
 async function ordersView() {
   const orders = await api("/v1/orders");
   const rows = [];
   for (const o of orders) for (const l of o.lines || []) rows.push({ o, l });
-  rows.sort((a, b) => (b.l.late - a.l.late) || (a.l.promised || a.l.requested || "").localeCompare(b.l.promised || b.l.requested || ""));
+  const byNum = new Intl.Collator(undefined, { numeric: true }).compare;
+  rows.sort((a, b) => (b.l.late - a.l.late) || ((due(a.l) || "~").localeCompare(due(b.l) || "~")) ||
+    byNum(a.o.docId, b.o.docId) || byNum(a.l.lineId, b.l.lineId));
+  const qty = (v, cls) => td(v === undefined || v === "" ? "—" : num(v), "num" + (cls ? " " + cls : ""));
+  const heads = [t("order"), t("line"), t("part"), t("status"),
+    ...["ordered", "confirmed", "shipped", "received", "accepted", "rejected"].map((k) => ({ label: t(k), cls: "num" })),
+    t("inspected"), { label: t("open"), cls: "num" }, t("requested"), t("promised")];
   view(
     el("h1", {}, t("orders")),
     rows.length === 0 ? el("p", { class: "muted" }, t("orders.none")) :
-      table([t("order"), t("line"), t("part"), t("status"), { label: t("ordered"), cls: "num" }, { label: t("shipped"), cls: "num" }, { label: t("received"), cls: "num" }, { label: t("rejected"), cls: "num" }, { label: t("open"), cls: "num" }, t("requested"), t("promised")],
-        rows.map(({ o, l }) => el("tr", { class: l.late ? "late" : undefined },
+      table(heads, rows.map(({ o, l }) => {
+        const [st, cls] = lineState(o, l);
+        return el("tr", { class: l.late ? "late" : undefined, "data-order": o.docId, "data-line": l.lineId },
           td(el("a", { href: "#/record/" + o.cid }, o.docId)), td(l.lineId), td(l.part),
-          td(l.late ? t("late") : t("st." + (l.status === "rejected" || l.status === "cancelled" ? l.status : o.status)), l.late ? "bad" : ""),
-          td(num(l.ordered) + " " + l.unit, "num"), td(num(l.shipped), "num"), td(num(l.received), "num"), td(num(l.rejected), "num"), td(num(l.open), "num"),
-          td(day(l.requested)), td(day(l.promised)))), { id: "orders" }),
+          td([el("span", { class: cls }, (l.late ? "⚠ " : "") + t(st)),
+            l.status && l.status !== "cancelled" ? el("div", { class: "muted" }, t("answer", t("ans." + l.status))) : null]),
+          td(num(l.ordered) + " " + (l.unit || ""), "num"), qty(l.confirmed), qty(l.shipped), qty(l.received), qty(l.accepted), qty(l.rejected, Number(l.rejected) > 0 ? "bad" : ""),
+          td((l.inspections || []).map((i) => el("div", { class: i.result === "fail" ? "bad" : undefined }, el("a", { href: "#/record/" + i.cid }, i.lot), " " + t("qc." + i.result)))),
+          qty(l.open, Number(l.open) > 0 ? "strong" : ""),
+          td(day(l.requested)), td(day(l.promised), l.late && l.promised ? "bad" : ""));
+      }), { id: "orders" }),
+    rows.length ? el("p", { class: "muted" }, t("orders.units")) : null,
   );
 }
 

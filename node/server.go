@@ -1091,20 +1091,35 @@ func (n *Node) apiBacklinks(_ http.ResponseWriter, r *http.Request) (any, error)
 	return out, nil
 }
 
-// maxQRText bounds the text of a QR code (an invite code is some hundreds
-// of bytes).
+// maxQRText bounds the text of a QR code. An invite code is some hundreds
+// of bytes, over a thousand with many addresses and relays (see
+// TestQRInvite); 2,048 bytes fit a version 40 code at level M (2,331).
 const maxQRText = 2048
 
+// qrSide is about the widest a QR code is drawn, in pixels, and
+// qrMinModule the fewest pixels per module.
+const (
+	qrSide      = 360
+	qrMinModule = 3
+)
+
 // apiQR draws text (an invite code) as a QR code, in PNG, for the
-// dashboard.
+// dashboard: each module a whole number of pixels (as many as fit in
+// about qrSide, at least qrMinModule), so that the page shows it at its
+// own size and every module is as wide as the next.
 func apiQR(_ http.ResponseWriter, r *http.Request) (any, error) {
 	text := r.URL.Query().Get("text")
 	if text == "" || len(text) > maxQRText {
-		return nil, badf("text: give 1 to %d bytes to draw as a QR code", maxQRText)
+		return nil, badf("text: give 1 to %d bytes to draw as a QR code (this is %d)", maxQRText, len(text))
 	}
-	png, err := qrcode.Encode(text, qrcode.Medium, 320)
+	q, err := qrcode.New(text, qrcode.Medium)
 	if err != nil {
 		return nil, badf("text cannot be drawn as a QR code: %v", err)
+	}
+	modules := len(q.Bitmap()) // with the quiet zone
+	png, err := q.PNG(-max(qrMinModule, qrSide/modules))
+	if err != nil {
+		return nil, err
 	}
 	return rawBody{ctype: "image/png", b: png}, nil
 }
